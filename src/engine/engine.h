@@ -1,0 +1,79 @@
+/* The classification engine: a weight file, an XNNPACK network and the image pipeline, behind one
+ * handle. Load once (engine_open), then classify batches of 1..N encoded images.
+ *
+ * An engine is used by one thread at a time; its own threads (config.threads) are internal. */
+#ifndef IMGCLS_ENGINE_ENGINE_H
+#define IMGCLS_ENGINE_ENGINE_H
+
+#include "common/error.h"
+#include "engine/image.h"
+#include "engine/model_file.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ENGINE_MAX_TOP 10
+
+typedef struct engine_config {
+    const char *model_path; /* NULL: engine_default_model_path() */
+    unsigned threads;       /* 1 = the caller's thread only */
+    preprocess_mode mode;
+    image_limits limits;
+} engine_config;
+
+/* The defaults: the built model, 1 thread, imagenet preprocessing, 20 MB / 40 MP limits. */
+void engine_config_default(engine_config *cfg);
+
+/* $IMGCLS_MODEL if set, else the model `make` builds (models/mobilenet_v2.imgw in the source tree). */
+const char *engine_default_model_path(void);
+
+typedef struct engine_image {
+    const uint8_t *data; /* encoded JPEG or PNG */
+    size_t len;
+} engine_image;
+
+typedef struct engine_class {
+    uint32_t index;
+    float prob; /* softmax probability */
+} engine_class;
+
+typedef struct engine_result {
+    int rc;             /* 0, or the IMGCLS_E* code for this image alone */
+    char error[256];    /* what was wrong with this image, when rc != 0 */
+    engine_class top[ENGINE_MAX_TOP];
+    size_t ntop;
+    double decode_ms; /* decode + preprocess of this image */
+    double infer_ms;  /* the network run this image was part of */
+} engine_result;
+
+typedef struct engine engine;
+
+/* Loads the weight file and prepares the network. Returns 0, or the model file's error
+ * (IMGCLS_ENOTFOUND, IMGCLS_ECORRUPT) or IMGCLS_EBACKEND, with eb saying which. */
+int engine_open(const engine_config *cfg, engine **out, imgcls_errbuf *eb);
+void engine_close(engine *e); /* accepts NULL */
+
+const model_file *engine_model(const engine *e);
+/* The label of a class index; "?" for an index out of range. */
+const char *engine_label(const engine *e, uint32_t index);
+
+/* Builds the network runtime for imagenet-mode batches of n now, so the first request does not pay
+ * for it (workers call this at start-up). */
+int engine_warm_up(engine *e, size_t n, imgcls_errbuf *eb);
+
+/* Classifies n encoded images (1..NETWORK_MAX_BATCH) as one batch and writes the top k (<=
+ * ENGINE_MAX_TOP) of each into results[i]. An image that cannot be decoded gets results[i].rc and
+ * .error; the others are still classified. Returns 0 unless the batch as a whole failed
+ * (IMGCLS_EBACKEND, IMGCLS_ENOMEM, IMGCLS_EINVAL for bad n or k). */
+int engine_classify(engine *e, const engine_image *images, size_t n, size_t k, engine_result *results,
+                    imgcls_errbuf *eb);
+
+/* Runs already-preprocessed input (batch x h x w x 3, NHWC, XNN_EXTRA_BYTES of slack) and writes
+ * batch x num_classes logits. For tests and benchmarks. */
+int engine_run_tensor(engine *e, const float *input, size_t batch, uint32_t h, uint32_t w, float *logits,
+                      imgcls_errbuf *eb);
+
+/* Softmax over logits and the k most probable classes, most probable first. */
+void engine_topk(const float *logits, size_t nclasses, size_t k, engine_class *out);
+
+#endif

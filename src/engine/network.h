@@ -1,0 +1,37 @@
+/* The network on XNNPACK: a model_file turned into an XNNPACK subgraph and runtime.
+ *
+ * The Debian XNNPACK (2022) cannot reshape a runtime, so a runtime is built for one input shape
+ * (batch, height, width). The network keeps a few of them (NETWORK_MAX_RUNTIMES), built on first use
+ * and evicted least-recently-used: imagenet mode only ever needs (n, 224, 224); reference mode sees
+ * the sizes of the images themselves. Building a runtime packs the weights, which takes milliseconds,
+ * so it is done once per shape, not per image. */
+#ifndef IMGCLS_ENGINE_NETWORK_H
+#define IMGCLS_ENGINE_NETWORK_H
+
+#include "common/error.h"
+#include "engine/model_file.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NETWORK_MAX_RUNTIMES 4
+#define NETWORK_MAX_BATCH 64
+
+typedef struct network network;
+
+/* Prepares to run m (which must outlive the network) on `threads` threads (1 = the caller's thread
+ * only). Builds no runtime yet. Returns 0, IMGCLS_EBACKEND if XNNPACK cannot start on this CPU, or
+ * IMGCLS_ENOMEM. */
+int network_create(const model_file *m, unsigned threads, network **out, imgcls_errbuf *eb);
+void network_destroy(network *n); /* accepts NULL */
+
+/* Builds (or finds) the runtime for this shape now, so that the first run does not pay for it. */
+int network_prepare(network *n, size_t batch, uint32_t h, uint32_t w, imgcls_errbuf *eb);
+
+/* Runs a batch: input is batch x h x w x 3 floats (NHWC) with XNN_EXTRA_BYTES of slack after it;
+ * logits receives batch x num_classes floats. Returns 0, IMGCLS_EINVAL for a shape the network
+ * cannot take (batch 0 or > NETWORK_MAX_BATCH, a side under 32), or IMGCLS_EBACKEND. */
+int network_run(network *n, const float *input, size_t batch, uint32_t h, uint32_t w, float *logits,
+                imgcls_errbuf *eb);
+
+#endif

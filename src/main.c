@@ -1,0 +1,37 @@
+/* imgcls: one binary, one subcommand per process role (DESIGN.md §5). */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct subcommand {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} subcommand;
+
+static const subcommand SUBCOMMANDS[] = {
+    {"classify", cli_classify, "classify image files from the command line"},
+    {"bench", cli_bench, "time the engine (driven by `make bench`)"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: imgcls SUBCOMMAND [options]   (imgcls SUBCOMMAND --help for its options)\n\n");
+    for (size_t i = 0; i < sizeof SUBCOMMANDS / sizeof *SUBCOMMANDS; i++)
+        fprintf(f, "  %-10s %s\n", SUBCOMMANDS[i].name, SUBCOMMANDS[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof SUBCOMMANDS / sizeof *SUBCOMMANDS; i++)
+        if (strcmp(argv[1], SUBCOMMANDS[i].name) == 0)
+            return SUBCOMMANDS[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "imgcls: unknown subcommand '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
