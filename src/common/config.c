@@ -157,6 +157,15 @@ static const char *type_hint(const config_opt *o)
 
 void config_print_help(FILE *f, const char *usage, const config_opt *opts, size_t nopts)
 {
+    /* `make docs` regenerates docs/configuration.md from the same tables through this switch. */
+    const char *format = getenv("IMGCLS_HELP_FORMAT");
+    if (format && strcmp(format, "markdown") == 0) {
+        char title[128];
+        const char *nl = strchr(usage, '\n');
+        snprintf(title, sizeof title, "%.*s", nl ? (int)(nl - usage) : (int)strlen(usage), usage);
+        config_print_markdown(f, title, opts, nopts);
+        return;
+    }
     fprintf(f, "%s\n\nOptions (each also read from its environment variable):\n", usage);
     for (size_t i = 0; i < nopts; i++) {
         const config_opt *o = &opts[i];
@@ -173,7 +182,7 @@ void config_print_help(FILE *f, const char *usage, const config_opt *opts, size_
 
 void config_print_markdown(FILE *f, const char *title, const config_opt *opts, size_t nopts)
 {
-    fprintf(f, "## %s\n\n| flag | environment | default | meaning |\n|---|---|---|---|\n", title);
+    fprintf(f, "## `%s`\n\n| flag | environment | default | meaning |\n|---|---|---|---|\n", title);
     for (size_t i = 0; i < nopts; i++) {
         const config_opt *o = &opts[i];
         char env[128];

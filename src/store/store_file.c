@@ -1,0 +1,272 @@
+/* The local store backend: a bucket is a directory and a key is a relative path in it (URL syntax in
+ * store.h).
+ *
+ * Atomic writes: put writes a temporary file in the key's own directory, fsyncs it, renames it over the
+ * key and fsyncs the directory. rename(2) within one directory is atomic, so a reader sees the old or
+ * the new value, never a mix, and after put returns the value survives a crash. Temporary files are
+ * named ".tmp-XXXXXX": keys cannot start a segment with '.', so they never collide with a key.
+ *
+ * Keys are checked with store_key_valid before they touch a path, so none can name ".." or an absolute
+ * path. Keys are paths, so "a" and "a/b" cannot both exist (S3 allows it); putting one while the other
+ * exists is IMGCLS_EINVAL. */
+#include "store/store_backend.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct file_store {
+    struct store base; /* first, so that a store * is a file_store * */
+    char root[PATH_MAX]; /* no trailing '/'; "" for the file system root */
+} file_store;
+
+/* Maps errno after a failed call on path into the error vocabulary, with the detail in err. */
+static int fsx_errno(imgcls_errbuf *err, const char *what, const char *path)
+{
+    int e = errno;
+    int rc;
+    switch (e) {
+    case ENOENT: rc = IMGCLS_ENOTFOUND; break;
+    case ENAMETOOLONG:
+    case ENOTDIR:
+    case EISDIR:
+    case EEXIST: rc = IMGCLS_EINVAL; break; /* the key clashes with a directory or a file */
+    case ENOMEM: rc = IMGCLS_ENOMEM; break;
+    default: rc = IMGCLS_EIO; break;
+    }
+    return imgcls_fail(err, rc, "file: %s %s: %s", what, path, strerror(e));
+}
+
+/* fsync on a directory makes its entries (a rename, a new subdirectory) durable. */
+static int fsx_sync_dir(imgcls_errbuf *err, const char *dir)
+{
+    int fd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return fsx_errno(err, "open", dir);
+    int rc = fsync(fd) ? fsx_errno(err, "fsync", dir) : 0;
+    close(fd);
+    return rc;
+}
+
+/* Creates every directory along path[0..upto) that is missing, like mkdir -p, syncing the parent of
+ * each new one; the prefixes that end before `from` are taken to exist. path is modified while it runs
+ * and restored. */
+static int fsx_mkdirs(imgcls_errbuf *err, char *path, size_t from, size_t upto)
+{
+    for (size_t i = from > 1 ? from : 1; i <= upto; i++) {
+        if (i < upto && path[i] != '/')
+            continue;
+        char saved = path[i];
+        path[i] = 0;
+        int rc = 0;
+        struct stat st;
+        if (mkdir(path, 0777) == 0) {
+            char *slash = strrchr(path, '/');
+            if (slash) {
+                *slash = 0;
+                rc = fsx_sync_dir(err, path);
+                *slash = '/';
+            }
+        } else if (errno != EEXIST) {
+            rc = fsx_errno(err, "mkdir", path);
+        } else if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            rc = imgcls_fail(err, IMGCLS_EINVAL, "file: %s exists and is not a directory", path);
+        }
+        path[i] = saved;
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int fsx_open(const char *url, store **out, imgcls_errbuf *eb)
+{
+    static const char prefix[] = "file://";
+    *out = NULL;
+    if (strncmp(url, prefix, sizeof prefix - 1) != 0)
+        return imgcls_fail(eb, IMGCLS_EINVAL, "file: URL must start with file://");
+    const char *p = url + sizeof prefix - 1;
+    size_t n = strlen(p);
+    if (n == 0 || strpbrk(p, "?#"))
+        return imgcls_fail(eb, IMGCLS_EINVAL, "file: '%s' needs a directory path and takes no query", url);
+    /* Room for the longest key, its '/', and the temporary name's suffix. */
+    if (n + STORE_MAX_KEY + 16 >= PATH_MAX)
+        return imgcls_fail(eb, IMGCLS_EINVAL, "file: directory path too long");
+    int rc = 0;
+    file_store *s = calloc(1, sizeof *s);
+    if (!s) {
+        rc = imgcls_fail(eb, IMGCLS_ENOMEM, "file: out of memory");
+        goto out;
+    }
+    s->base.ops = &store_file_ops;
+    memcpy(s->root, p, n + 1);
+    while (n > 0 && s->root[n - 1] == '/')
+        s->root[--n] = 0;
+    rc = n ? fsx_mkdirs(eb, s->root, 1, n) : 0;
+    if (rc)
+        goto out;
+    *out = &s->base;
+    s = NULL;
+out:
+    free(s);
+    return rc;
+}
+
+static void fsx_close(store *s)
+{
+    free(s);
+}
+
+/* Checks key and builds root/key into path. */
+static int fsx_path(file_store *s, const char *key, char *path, size_t pathsz)
+{
+    if (!store_key_valid(key))
+        return imgcls_fail(&s->base.err, IMGCLS_EINVAL, "file: invalid key");
+    int w = snprintf(path, pathsz, "%s/%s", s->root, key);
+    if (w < 0 || (size_t)w >= pathsz)
+        return imgcls_fail(&s->base.err, IMGCLS_EINVAL, "file: key too long for this directory");
+    return 0;
+}
+
+static int fsx_write_all(imgcls_errbuf *err, int fd, const unsigned char *p, size_t len, const char *path)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return fsx_errno(err, "write", path);
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+static int fsx_put(store *sb, const char *key, const void *data, size_t len)
+{
+    file_store *s = (file_store *)sb;
+    char path[PATH_MAX], tmp[PATH_MAX];
+    int fd = -1;
+    tmp[0] = 0;
+    int rc = fsx_path(s, key, path, sizeof path);
+    if (rc)
+        goto out;
+    size_t dirlen = (size_t)(strrchr(path, '/') - path);
+    rc = fsx_mkdirs(&sb->err, path, strlen(s->root) + 1, dirlen);
+    if (rc)
+        goto out;
+    snprintf(tmp, sizeof tmp, "%.*s/.tmp-XXXXXX", (int)dirlen, path); /* fits: see fsx_open */
+    fd = mkstemp(tmp);
+    if (fd < 0) {
+        rc = fsx_errno(&sb->err, "mkstemp", tmp);
+        tmp[0] = 0;
+        goto out;
+    }
+    /* mkstemp makes 0600; a bucket is read by the other imgcls processes and by people. */
+    if (fchmod(fd, 0644) != 0) {
+        rc = fsx_errno(&sb->err, "fchmod", tmp);
+        goto out;
+    }
+    rc = fsx_write_all(&sb->err, fd, data, len, tmp);
+    if (!rc && fsync(fd) != 0)
+        rc = fsx_errno(&sb->err, "fsync", tmp);
+    if (rc)
+        goto out;
+    if (close(fd) != 0) {
+        fd = -1;
+        rc = fsx_errno(&sb->err, "close", tmp);
+        goto out;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        rc = fsx_errno(&sb->err, "rename to", path);
+        goto out;
+    }
+    tmp[0] = 0;
+    path[dirlen] = 0;
+    rc = fsx_sync_dir(&sb->err, path);
+out:
+    if (fd >= 0)
+        close(fd);
+    if (tmp[0])
+        unlink(tmp);
+    return rc;
+}
+
+static int fsx_get(store *sb, const char *key, imgcls_buf *out)
+{
+    file_store *s = (file_store *)sb;
+    char path[PATH_MAX];
+    unsigned char chunk[16384];
+    int fd = -1;
+    int rc = fsx_path(s, key, path, sizeof path);
+    if (rc)
+        goto out;
+    /* O_NOFOLLOW: a symlink planted in the bucket must not read a file outside it. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        rc = errno == ENOTDIR ? imgcls_fail(&sb->err, IMGCLS_ENOTFOUND, "file: no key %s", key)
+                              : fsx_errno(&sb->err, "open", path);
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = imgcls_fail(&sb->err, IMGCLS_ENOTFOUND, "file: %s is not a file", path);
+        goto out;
+    }
+    if ((unsigned long long)st.st_size > out->max - out->len) {
+        rc = imgcls_fail(&sb->err, IMGCLS_ETOOBIG, "file: %s is %lld bytes, over %zu", path,
+                         (long long)st.st_size, out->max - out->len);
+        goto out;
+    }
+    for (;;) {
+        ssize_t got = read(fd, chunk, sizeof chunk);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            rc = fsx_errno(&sb->err, "read", path);
+        if (got <= 0)
+            break;
+        rc = buf_append(out, chunk, (size_t)got);
+        if (rc) {
+            imgcls_fail(&sb->err, rc, "file: %s: over %zu bytes", path, out->max);
+            break;
+        }
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+static int fsx_exists(store *sb, const char *key, bool *exists)
+{
+    file_store *s = (file_store *)sb;
+    char path[PATH_MAX];
+    struct stat st;
+    *exists = false;
+    int rc = fsx_path(s, key, path, sizeof path);
+    if (rc)
+        return rc;
+    if (lstat(path, &st) == 0) {
+        *exists = S_ISREG(st.st_mode);
+        return 0;
+    }
+    if (errno == ENOENT || errno == ENOTDIR)
+        return 0;
+    return fsx_errno(&sb->err, "stat", path);
+}
+
+const struct store_ops store_file_ops = {
+    .scheme = "file",
+    .open = fsx_open,
+    .close = fsx_close,
+    .put = fsx_put,
+    .get = fsx_get,
+    .exists = fsx_exists,
+};

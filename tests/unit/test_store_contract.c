@@ -1,0 +1,338 @@
+/* The store port's contract suite (DESIGN.md §4): the same tests run against every registered backend,
+ * each named by a URL factory. A new backend (S3 on moto) adds one row to `backends`. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "store/store.h"
+#include "tmpdir.h"
+
+#include <dirent.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct backend {
+    const char *name;
+    void (*url)(const char *dir, char *out, size_t size); /* a bucket kept under dir */
+} backend;
+
+static void file_url(const char *dir, char *out, size_t size)
+{
+    snprintf(out, size, "file://%s/bucket", dir);
+}
+
+static void fault_file_url(const char *dir, char *out, size_t size)
+{
+    snprintf(out, size, "fault:file://%s/bucket", dir); /* no rule: pass-through */
+}
+
+static const backend backends[] = {
+    {"file", file_url},
+    {"fault(file)", fault_file_url},
+};
+
+typedef struct fixture {
+    const backend *be;
+    char dir[64];
+    store *s;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof *fx);
+    char url[256];
+    imgcls_errbuf eb = {{0}};
+    if (!fx)
+        return -1;
+    fx->be = *state;
+    *state = fx;
+    if (tmpdir_make(fx->dir, sizeof fx->dir) != 0)
+        return -1;
+    fx->be->url(fx->dir, url, sizeof url);
+    int rc = store_open(url, &fx->s, &eb);
+    if (rc)
+        print_error("store_open %s: %s (%s)\n", url, imgcls_err_name(rc), eb.msg);
+    return rc ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    store_close(fx->s);
+    if (fx->dir[0])
+        tmpdir_remove(fx->dir);
+    free(fx);
+    return 0;
+}
+
+static void put_ok(store *s, const char *key, const void *data, size_t len)
+{
+    int rc = store_put(s, key, data, len);
+    if (rc)
+        fail_msg("put %s: %s (%s)", key, imgcls_err_name(rc), s->err.msg);
+}
+
+static void assert_value(store *s, const char *key, const void *data, size_t len)
+{
+    imgcls_buf b;
+    buf_init(&b, 1 << 20);
+    int rc = store_get(s, key, &b);
+    if (rc)
+        fail_msg("get %s: %s (%s)", key, imgcls_err_name(rc), s->err.msg);
+    assert_int_equal(b.len, len);
+    if (len)
+        assert_memory_equal(b.data, data, len);
+    buf_free(&b);
+    bool e = false;
+    assert_int_equal(store_exists(s, key, &e), 0);
+    assert_true(e);
+}
+
+static void t_put_get_exists(void **state)
+{
+    fixture *fx = *state;
+    bool e = true;
+    assert_int_equal(store_exists(fx->s, "test_0.JPEG", &e), 0);
+    assert_false(e);
+    put_ok(fx->s, "test_0.JPEG", "\xff\xd8\x00jpeg", 7);
+    assert_value(fx->s, "test_0.JPEG", "\xff\xd8\x00jpeg", 7);
+    put_ok(fx->s, "test_0", "(test_0, tile roof)", 19);
+    assert_value(fx->s, "test_0", "(test_0, tile roof)", 19);
+    assert_value(fx->s, "test_0.JPEG", "\xff\xd8\x00jpeg", 7); /* untouched */
+}
+
+static void t_nested_keys(void **state)
+{
+    fixture *fx = *state;
+    put_ok(fx->s, "results/ab/cd.json", "{}", 2);
+    put_ok(fx->s, "results/ab/ef.json", "[]", 2);
+    assert_value(fx->s, "results/ab/cd.json", "{}", 2);
+    assert_value(fx->s, "results/ab/ef.json", "[]", 2);
+    bool e = true;
+    assert_int_equal(store_exists(fx->s, "results/ab", &e), 0); /* a prefix is not a key */
+    assert_false(e);
+    assert_int_equal(store_exists(fx->s, "results/zz/cd.json", &e), 0);
+    assert_false(e);
+}
+
+static void t_overwrite(void **state)
+{
+    fixture *fx = *state;
+    put_ok(fx->s, "k", "a much longer first value", 25);
+    put_ok(fx->s, "k", "short", 5);
+    assert_value(fx->s, "k", "short", 5);
+    put_ok(fx->s, "k", "short", 5); /* idempotent */
+    assert_value(fx->s, "k", "short", 5);
+    put_ok(fx->s, "k", "", 0);
+    assert_value(fx->s, "k", "", 0);
+}
+
+static void t_missing(void **state)
+{
+    fixture *fx = *state;
+    imgcls_buf b;
+    buf_init(&b, 1024);
+    assert_int_equal(store_get(fx->s, "nope", &b), IMGCLS_ENOTFOUND);
+    assert_int_equal(store_get(fx->s, "no/such/dir", &b), IMGCLS_ENOTFOUND);
+    put_ok(fx->s, "file", "x", 1);
+    assert_int_equal(store_get(fx->s, "file/below", &b), IMGCLS_ENOTFOUND);
+    assert_int_equal(b.len, 0);
+    buf_free(&b);
+}
+
+static void t_get_limit(void **state)
+{
+    fixture *fx = *state;
+    static unsigned char big[100000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (unsigned char)(i * 31);
+    put_ok(fx->s, "big", big, sizeof big);
+    imgcls_buf b;
+    buf_init(&b, sizeof big - 1);
+    assert_int_equal(store_get(fx->s, "big", &b), IMGCLS_ETOOBIG);
+    buf_free(&b);
+    buf_init(&b, sizeof big); /* exactly the max fits */
+    assert_int_equal(store_get(fx->s, "big", &b), 0);
+    assert_int_equal(b.len, sizeof big);
+    assert_memory_equal(b.data, big, sizeof big);
+    buf_free(&b);
+}
+
+static const char *const bad_keys[] = {
+    "",       "../x",  "/abs",    "a//b",   ".hidden", "a/../b", "a/./b",   "..",      ".",
+    "a/",     "/",     "a\\b",    "a b",    "a\nb",    "a\tb",   "a:b",     "a?b",     "a*b",
+    "a/.b",   "\xc3\xa9", "a%2e", "~root",  "a\rb",   "x/..",   "./a",
+};
+
+static void t_bad_keys(void **state)
+{
+    fixture *fx = *state;
+    char long_key[STORE_MAX_KEY + 1];
+    memset(long_key, 'a', sizeof long_key - 1);
+    long_key[sizeof long_key - 1] = 0; /* STORE_MAX_KEY bytes: one too many */
+    for (size_t i = 0; i <= sizeof bad_keys / sizeof *bad_keys; i++) {
+        const char *key = i < sizeof bad_keys / sizeof *bad_keys ? bad_keys[i] : long_key;
+        imgcls_buf b;
+        bool e = true;
+        buf_init(&b, 1024);
+        if (store_put(fx->s, key, "x", 1) != IMGCLS_EINVAL)
+            fail_msg("put accepted bad key '%s'", key);
+        assert_int_equal(store_get(fx->s, key, &b), IMGCLS_EINVAL);
+        assert_int_equal(store_exists(fx->s, key, &e), IMGCLS_EINVAL);
+        assert_false(e);
+        buf_free(&b);
+    }
+    /* Nothing escaped the bucket: the temporary directory holds only it. */
+    DIR *d = opendir(fx->dir);
+    assert_non_null(d);
+    struct dirent *ent;
+    while ((ent = readdir(d)) != NULL)
+        if (strcmp(ent->d_name, ".") && strcmp(ent->d_name, ".."))
+            assert_string_equal(ent->d_name, "bucket");
+    closedir(d);
+}
+
+static int run_backend(const backend *be)
+{
+#define CONTRACT(f) cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, (void *)be)
+    const struct CMUnitTest tests[] = {
+        CONTRACT(t_put_get_exists), CONTRACT(t_nested_keys), CONTRACT(t_overwrite),
+        CONTRACT(t_missing),        CONTRACT(t_get_limit),   CONTRACT(t_bad_keys),
+    };
+#undef CONTRACT
+    print_message("store backend: %s\n", be->name);
+    return cmocka_run_group_tests_name(be->name, tests, NULL, NULL);
+}
+
+/* ---- store_key_valid, the registry, the file backend's specifics, the fault wrapper ---- */
+
+static void t_key_valid(void **state)
+{
+    (void)state;
+    static const char *const good[] = {
+        "a", "test_0.JPEG", "test_0", "results/0f3a.json", "a-b_c.d", "A/B/C", "a..b", "a.", "x/y.",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+        if (!store_key_valid(good[i]))
+            fail_msg("'%s' should be valid", good[i]);
+    for (size_t i = 0; i < sizeof bad_keys / sizeof *bad_keys; i++)
+        if (store_key_valid(bad_keys[i]))
+            fail_msg("'%s' should be invalid", bad_keys[i]);
+    assert_false(store_key_valid(NULL));
+    char key[STORE_MAX_KEY + 1];
+    memset(key, 'k', sizeof key);
+    key[STORE_MAX_KEY - 1] = 0;
+    assert_true(store_key_valid(key)); /* STORE_MAX_KEY - 1 bytes */
+    key[STORE_MAX_KEY - 1] = 'k';
+    key[STORE_MAX_KEY] = 0;
+    assert_false(store_key_valid(key));
+}
+
+static void t_open_errors(void **state)
+{
+    fixture *fx = *state;
+    char path[128], url[160];
+    snprintf(path, sizeof path, "%s/plain", fx->dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    static const struct {
+        const char *fmt; /* %s: a regular file in the temporary directory */
+        int rc;
+    } cases[] = {
+        {"nope://x", IMGCLS_EUNSUPPORTED},
+        {"no scheme", IMGCLS_EINVAL},
+        {"file://", IMGCLS_EINVAL},
+        {"file://%s?x=1", IMGCLS_EINVAL},
+        {"file://%s", IMGCLS_EINVAL},     /* a file, not a directory */
+        {"file://%s/sub", IMGCLS_EINVAL}, /* below a file */
+        {"fault:file://%s#op=nope", IMGCLS_EINVAL},
+        {"fault:file:///tmp#op=open&code=EIO", IMGCLS_EIO},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        imgcls_errbuf eb = {{0}};
+        store *s = NULL;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+        snprintf(url, sizeof url, cases[i].fmt, path);
+#pragma GCC diagnostic pop
+        int rc = store_open(url, &s, &eb);
+        if (rc != cases[i].rc)
+            fail_msg("%s: got %s, want %s (%s)", url, imgcls_err_name(rc), imgcls_err_name(cases[i].rc),
+                     eb.msg);
+        assert_null(s);
+        assert_true(eb.msg[0] != 0);
+    }
+}
+
+/* The file backend's own rules: keys are paths, so a key and a "directory" of keys cannot share a
+ * name; and put leaves no temporary file behind. */
+static void t_file_specifics(void **state)
+{
+    fixture *fx = *state;
+    put_ok(fx->s, "a/b", "1", 1);
+    assert_int_equal(store_put(fx->s, "a", "2", 1), IMGCLS_EINVAL);
+    put_ok(fx->s, "c", "3", 1);
+    assert_int_equal(store_put(fx->s, "c/d", "4", 1), IMGCLS_EINVAL);
+    assert_value(fx->s, "a/b", "1", 1);
+    assert_value(fx->s, "c", "3", 1);
+    char path[128];
+    snprintf(path, sizeof path, "%s/bucket", fx->dir);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    struct dirent *ent;
+    while ((ent = readdir(d)) != NULL)
+        assert_null(strstr(ent->d_name, ".tmp-"));
+    closedir(d);
+}
+
+static void t_fault(void **state)
+{
+    fixture *fx = *state;
+    char url[256];
+    imgcls_errbuf eb = {{0}};
+    store *s = NULL;
+    snprintf(url, sizeof url, "fault:file://%s/bucket#op=put&fail=2&code=EBACKEND", fx->dir);
+    assert_int_equal(store_open(url, &s, &eb), 0);
+    put_ok(s, "one", "1", 1);
+    assert_int_equal(store_put(s, "two", "2", 1), IMGCLS_EBACKEND);
+    assert_non_null(strstr(s->err.msg, "put"));
+    bool e = true;
+    assert_int_equal(store_exists(s, "two", &e), 0);
+    assert_false(e); /* the failed put wrote nothing */
+    put_ok(s, "two", "2", 1);
+    store_close(s);
+
+    snprintf(url, sizeof url, "fault:file://%s/bucket#op=get&times=0&code=ETIMEDOUT", fx->dir);
+    assert_int_equal(store_open(url, &s, &eb), 0);
+    imgcls_buf b;
+    buf_init(&b, 16);
+    assert_int_equal(store_get(s, "one", &b), IMGCLS_ETIMEDOUT);
+    assert_int_equal(store_get(s, "one", &b), IMGCLS_ETIMEDOUT);
+    assert_int_equal(store_exists(s, "one", &e), 0);
+    assert_true(e);
+    buf_free(&b);
+    store_close(s);
+    store_close(NULL);
+}
+
+int main(void)
+{
+    int failed = 0;
+    for (size_t i = 0; i < sizeof backends / sizeof *backends; i++)
+        failed += run_backend(&backends[i]);
+    const backend *be = &backends[0];
+#define FILE_TEST(f) cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, (void *)be)
+    const struct CMUnitTest others[] = {
+        cmocka_unit_test(t_key_valid), FILE_TEST(t_open_errors), FILE_TEST(t_file_specifics),
+        FILE_TEST(t_fault),
+    };
+#undef FILE_TEST
+    failed += cmocka_run_group_tests_name("keys, registry, file specifics, fault wrapper", others, NULL, NULL);
+    return failed;
+}
