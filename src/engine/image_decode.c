@@ -158,9 +158,11 @@ static int apply_orientation(image_rgb8 *img, int o)
 /* ---- JPEG ----------------------------------------------------------------------------------------- */
 
 /* The DCT-domain scale (1, 2, 4 or 8 = the denominator) for a JPEG of w x h when the caller needs a
- * shorter side of min_short. Like Pillow's draft(), only powers of two: libjpeg-turbo's other factors
- * (3/8, 5/8, ...) use IDCTs that blur differently from the ones models were trained on. 0 means the
- * caller wants the image at full resolution (reference mode), not "as small as possible". */
+ * shorter side of min_short. Only powers of two, as in Pillow's draft(): libjpeg-turbo also offers
+ * 3/8, 5/8 and so on, which would land closer to 256 but through IDCT sizes no Pillow pipeline uses.
+ * The decoded size is ceil(side / denom), libjpeg's rounding. 0 means the caller wants the image at
+ * full resolution (reference mode), not "as small as possible". tjGetScalingFactors() is consulted
+ * so that a libjpeg-turbo built without some factor degrades to a full-size decode. */
 static int jpeg_scale_denom(uint32_t w, uint32_t h, uint32_t min_short)
 {
     if (min_short == 0)
@@ -213,16 +215,17 @@ static void cmyk_to_rgb(uint8_t *px, size_t npix)
 static int jpeg_pixels(tjhandle tj, const uint8_t *data, size_t len, int w, int h, int cs,
                        image_rgb8 *out, imgcls_errbuf *eb)
 {
-    int cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
+    int rc = 0, cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
     size_t npix = (size_t)w * (size_t)h;
     uint8_t *px = malloc(npix * (cmyk ? 4 : 3));
-    if (!px)
-        return imgcls_fail(eb, IMGCLS_ENOMEM, "no memory for %dx%d pixels", w, h);
+    if (!px) {
+        rc = imgcls_fail(eb, IMGCLS_ENOMEM, "no memory for %dx%d pixels", w, h);
+        goto out;
+    }
     if (tjDecompress2(tj, data, (unsigned long)len, px, w, 0, h, cmyk ? TJPF_CMYK : TJPF_RGB,
                       TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS) != 0) {
-        int rc = imgcls_fail(eb, IMGCLS_EFORMAT, "corrupt JPEG: %s", tjGetErrorStr2(tj));
-        free(px);
-        return rc;
+        rc = imgcls_fail(eb, IMGCLS_EFORMAT, "corrupt JPEG: %s", tjGetErrorStr2(tj));
+        goto out;
     }
     if (cmyk) {
         cmyk_to_rgb(px, npix);
@@ -231,9 +234,12 @@ static int jpeg_pixels(tjhandle tj, const uint8_t *data, size_t len, int w, int 
             px = shrunk;
     }
     out->px = px;
+    px = NULL;
     out->w = (uint32_t)w;
     out->h = (uint32_t)h;
-    return 0;
+out:
+    free(px);
+    return rc;
 }
 
 static int decode_jpeg(const uint8_t *data, size_t len, const image_limits *lim, uint32_t min_short,

@@ -13,6 +13,7 @@
 #include <spng.h>
 #include <turbojpeg.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -759,7 +760,7 @@ static void test_preprocess_shapes(void **state)
 {
     (void)state;
     static const uint32_t sizes[][2] = {{500, 375}, {375, 500}, {256, 256}, {4000, 3000},
-                                        {33, 1000}, {257, 255}, {224, 224}};
+                                        {33, 1000}, {257, 255}, {224, 224}, {700, 600}};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         image_rgb8 img = {make_gradient(sizes[s][0], sizes[s][1]), sizes[s][0], sizes[s][1]};
         image_tensor t = {0};
@@ -831,6 +832,126 @@ static void test_preprocess_downscale_numeric(void **state)
         }
     image_tensor_free(&t);
     image_free(&img);
+}
+
+/* ---- an independent int32 port of Pillow's bilinear resize, to check the float kernels against ---- */
+
+typedef struct pil_axis {
+    int32_t *k; /* out * ksize */
+    int *lo, *n;
+    int ksize;
+} pil_axis;
+
+static double pil_bilinear(double x)
+{
+    x = x < 0 ? -x : x;
+    return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+/* Resample.c: precompute_coeffs() + normalize_coeffs_8bpc(), for the whole output. */
+static pil_axis pil_coeffs(int in, int out)
+{
+    double scale = (double)in / out, fs = scale < 1.0 ? 1.0 : scale, support = fs;
+    pil_axis a = {0};
+    a.ksize = (int)ceil(support) * 2 + 1;
+    a.k = calloc((size_t)out * (size_t)a.ksize, sizeof *a.k);
+    a.lo = calloc((size_t)out, sizeof *a.lo);
+    a.n = calloc((size_t)out, sizeof *a.n);
+    assert_true(a.k && a.lo && a.n);
+    for (int xx = 0; xx < out; xx++) {
+        double center = (xx + 0.5) * scale, ww = 0.0, w[512];
+        int xmin = (int)(center - support + 0.5), xmax = (int)(center + support + 0.5);
+        xmin = xmin < 0 ? 0 : xmin;
+        xmax = (xmax > in ? in : xmax) - xmin;
+        assert_true(xmax <= a.ksize && xmax <= 512);
+        for (int x = 0; x < xmax; x++)
+            ww += w[x] = pil_bilinear((x + xmin - center + 0.5) / fs);
+        for (int x = 0; x < xmax; x++)
+            a.k[xx * a.ksize + x] = (int32_t)(0.5 + (ww != 0.0 ? w[x] / ww : w[x]) * (1 << 22));
+        a.lo[xx] = xmin;
+        a.n[xx] = xmax;
+    }
+    return a;
+}
+
+static void pil_axis_free(pil_axis *a)
+{
+    free(a->k);
+    free(a->lo);
+    free(a->n);
+}
+
+static uint8_t pil_clip8(int32_t v)
+{
+    return v >= (255 << 22) + (1 << 22) ? 255 : v <= 0 ? 0 : (uint8_t)(v >> 22);
+}
+
+/* Pillow's horizontal-then-vertical resize of img to nw x nh, RGB8, all of it. */
+static uint8_t *pil_resize(const image_rgb8 *img, int nw, int nh)
+{
+    pil_axis hx = pil_coeffs((int)img->w, nw), vy = pil_coeffs((int)img->h, nh);
+    uint8_t *tmp = malloc((size_t)nw * img->h * 3), *out = malloc((size_t)nw * (size_t)nh * 3);
+    assert_true(tmp && out);
+    for (uint32_t y = 0; y < img->h; y++)
+        for (int x = 0; x < nw; x++)
+            for (int c = 0; c < 3; c++) {
+                int32_t ss = 1 << 21;
+                for (int t = 0; t < hx.n[x]; t++)
+                    ss += pixel(img, (uint32_t)(hx.lo[x] + t), y)[c] * hx.k[x * hx.ksize + t];
+                tmp[((size_t)y * (size_t)nw + (size_t)x) * 3 + (size_t)c] = pil_clip8(ss);
+            }
+    for (int y = 0; y < nh; y++)
+        for (int x = 0; x < nw * 3; x++) {
+            int32_t ss = 1 << 21;
+            for (int t = 0; t < vy.n[y]; t++)
+                ss += tmp[(size_t)(vy.lo[y] + t) * (size_t)nw * 3 + (size_t)x] * vy.k[y * vy.ksize + t];
+            out[(size_t)y * (size_t)nw * 3 + (size_t)x] = pil_clip8(ss);
+        }
+    free(tmp);
+    pil_axis_free(&hx);
+    pil_axis_free(&vy);
+    return out;
+}
+
+/* The float kernels against the int32 port, over sizes that take every tap-count branch (3, 5, 7 and
+ * the generic one): at most one grey level apart anywhere, and that rarely (float rounding can only
+ * matter where Pillow's sum sits on a .5 boundary). Crop offsets and the resized size are computed
+ * here the way torchvision writes them. */
+static void test_preprocess_matches_pillow_port(void **state)
+{
+    (void)state;
+    static const int sizes[][2] = {{500, 375}, {375, 500}, {200, 150}, {700, 600}, {1600, 1200},
+                                   {333, 257}, {640, 480}};
+    for (size_t c = 0; c < sizeof sizes / sizeof sizes[0]; c++) {
+        int w = sizes[c][0], h = sizes[c][1];
+        image_rgb8 img = {make_gradient((uint32_t)w, (uint32_t)h), (uint32_t)w, (uint32_t)h};
+        uint32_t s = 1;
+        for (size_t i = 0; i < (size_t)w * (size_t)h * 3; i++) { /* texture, so ties are exercised */
+            s = s * 1103515245u + 12345u;
+            img.px[i] = (uint8_t)((img.px[i] + (s >> 16) % 48) & 255);
+        }
+        int nw = w <= h ? 256 : (int)(256.0 * w / h), nh = w <= h ? (int)(256.0 * h / w) : 256;
+        int left = (int)nearbyint((nw - 224) / 2.0), top = (int)nearbyint((nh - 224) / 2.0);
+        uint8_t *want = pil_resize(&img, nw, nh);
+        image_tensor t = {0};
+        assert_int_equal(image_preprocess(&img, PREPROCESS_IMAGENET, &t, NULL), 0);
+        size_t off = 0;
+        for (int y = 0; y < 224; y++)
+            for (int x = 0; x < 224 * 3; x++) {
+                int ch = x % 3;
+                uint8_t v = want[((size_t)(y + top) * (size_t)nw + (size_t)left) * 3 + (size_t)x];
+                float got = t.data[(size_t)y * 224 * 3 + (size_t)x], exact = normalised(v, ch);
+                float level = 1.0f / (255.0f * STD[ch]);
+                if (got < exact - level - 1e-5f || got > exact + level + 1e-5f)
+                    fail_msg("%dx%d at (%d,%d): %f, Pillow %f", w, h, x / 3, y, (double)got, (double)exact);
+                off += got < exact - 1e-5f || got > exact + 1e-5f;
+            }
+        if (off * 100 > (size_t)224 * 224 * 3) /* measured: 0.5% at worst (640x480) */
+            fail_msg("%dx%d: %zu values a level off Pillow", w, h, off);
+        image_tensor_free(&t);
+        image_free(&img);
+        free(want);
+    }
 }
 
 static void test_preprocess_reference(void **state)
@@ -935,6 +1056,7 @@ int main(void)
         cmocka_unit_test(test_preprocess_shapes),
         cmocka_unit_test(test_preprocess_crop_offsets),
         cmocka_unit_test(test_preprocess_downscale_numeric),
+        cmocka_unit_test(test_preprocess_matches_pillow_port),
         cmocka_unit_test(test_preprocess_reference),
         cmocka_unit_test(test_preprocess_bad),
         cmocka_unit_test(test_load_tensor),
