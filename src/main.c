@@ -1,5 +1,8 @@
 /* imgcls: one binary, one subcommand per process role (DESIGN.md §5). */
 #include "cli/cli.h"
+#include "web/web.h"
+#include "loadgen/loadgen.h"
+#include "worker/worker.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -11,8 +14,12 @@ typedef struct subcommand {
 } subcommand;
 
 static const subcommand SUBCOMMANDS[] = {
+    {"web", cli_web, "the web tier: HTTP uploads in, labels out"},
+    {"up", cli_up, "run the whole system on this machine (web, queues, buckets, workers)"},
+    {"worker", cli_worker, "one app-tier worker: classify requests from the queue"},
     {"classify", cli_classify, "classify image files from the command line"},
     {"bench", cli_bench, "time the engine (driven by `make bench`)"},
+    {"loadgen", cli_loadgen, "the workload generator"},
 };
 
 static void usage(FILE *f)

@@ -5,5 +5,6 @@
 
 int cli_classify(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_up(int argc, char **argv);
 
 #endif
