@@ -32,10 +32,22 @@ void gemm_weights_free(gemm_weights *pw); /* accepts NULL */
 size_t gemm_weights_n(const gemm_weights *pw);
 size_t gemm_weights_k(const gemm_weights *pw);
 
-/* Computes c as above for m rows (m may be 0). lda >= k and ldc >= n. lo <= hi; pass -INFINITY and
- * INFINITY for no activation. a is read exactly (no bytes past row m-1's k floats); c is written
- * exactly (n floats per row). a and c must not overlap. pool may be NULL (the caller's thread). */
-void gemm_run(const gemm_weights *pw, size_t m, const float *a, size_t lda, float *c, size_t ldc, float lo,
-              float hi, pthreadpool_t pool);
+/* Where gemm_run writes, and what it does on the way out:
+ *   c[i*ldc + j] = clamp(acc[i][j] + (res ? res[i*ldr + j] : 0), lo, hi)
+ * res is a fused residual add (MobileNetV2's and ResNet's skip connections): the add then costs no pass
+ * of its own over memory. lo <= hi; -INFINITY and INFINITY for no activation. */
+typedef struct gemm_out {
+    float *c;
+    size_t ldc;
+    const float *res; /* NULL, or m x n floats with row stride ldr; must not overlap c */
+    size_t ldr;
+    float lo, hi;
+} gemm_out;
+
+/* Computes m rows (m may be 0) of c as above. lda >= k and ldc, ldr >= n. a is read exactly (no bytes
+ * past row m-1's k floats), c written exactly (n floats per row). a and c must not overlap. pool may be
+ * NULL (the caller's thread). */
+void gemm_run(const gemm_weights *pw, size_t m, const float *a, size_t lda, const gemm_out *out,
+              pthreadpool_t pool);
 
 #endif

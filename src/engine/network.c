@@ -1,4 +1,36 @@
+/* The network: a model_file run layer by layer, XNNPACK operators plus our own GEMM (gemm.h).
+ *
+ * Why not XNNPACK's subgraph any more: on this machine (Zen3, AVX2+FMA) Debian's XNNPACK 2022 runs the
+ * 1x1 convolutions -- ~90% of MobileNetV2's FLOPs -- with a GEMM kernel that spills to the stack (24
+ * GFLOP/s), and a subgraph cannot call another kernel. So each layer is now an XNNPACK *operator*
+ * (depthwise convs, pools, unfused adds; everything on a CPU without AVX2+FMA), except that dense
+ * convolutions and the linear layer go to gemm_run: 1x1 stride-1 unpadded ones directly (an NHWC
+ * activation is already the GEMM's a), others through im2col (gemm_conv.h), and a residual add right
+ * after a GEMM is done in its epilogue (fuse_adds). The results are bit-identical to the old subgraph's
+ * (same accumulation order) for MobileNetV2 and random-weight ResNet-18/50.
+ *
+ * Measured on MobileNetV2, batch 1, 1 thread, process CPU ms per image, alternating runs on a shared
+ * 2-vCPU EPYC (medians of 6): old subgraph 20.5, subgraph with the Zen uarch override 13.1, this 12.2,
+ * ONNX Runtime 1.32 12.2. Rejected: keeping the uarch override (casting away const on cpuinfo's cores
+ * so XNNPACK picks its 4x16s4 kernel). Here XNNPACK runs no GEMM-shaped layer on an AVX2 CPU and its
+ * depthwise kernel does not depend on the uarch, so it would buy nothing for a write to a global that
+ * other libraries read.
+ *
+ * Operators and packed GEMM weights are made once per network (weights are packed once). What depends
+ * on the input shape -- every value's size and its place in one activation arena -- is a "plan", kept
+ * for NETWORK_MAX_RUNTIMES shapes, least recently used out. An XNNPACK 2022 operator is set up for one
+ * shape at a time, so a run whose plan or buffers differ from the last run's sets every operator up
+ * again; for a shape it saw before that only rebuilds the operator's indirection buffer. Rejected: one
+ * operator set per plan, which would pack every weight NETWORK_MAX_RUNTIMES times.
+ *
+ * Activations: a value lives from the layer that writes it to the last layer that reads it. The plan
+ * places values in one arena first-fit, a layer's output before its inputs are freed (no operator here
+ * may run in place). Ping-pong buffers are not enough because residual adds keep a value alive across
+ * a whole block. The network input and the logits are the caller's buffers. */
 #include "engine/network.h"
+
+#include "engine/gemm.h"
+#include "engine/gemm_conv.h"
 
 #include <math.h>
 #include <pthreadpool.h>
@@ -6,28 +38,47 @@
 #include <string.h>
 #include <xnnpack.h>
 
-#define EXT_INPUT 0u
-#define EXT_OUTPUT 1u
+/* Per value: its shape for one plan, and where it lives in the arena. */
+typedef struct value_plan {
+    size_t h, w, c;
+    size_t offset; /* floats into the arena */
+    size_t size;   /* floats reserved, 0 for the input and the logits */
+} value_plan;
 
-typedef struct runtime_slot {
-    xnn_runtime_t rt;
+typedef struct plan {
     size_t batch;
     uint32_t h, w;
     uint64_t last_used;
-} runtime_slot;
+    value_plan *vals; /* NULL: slot empty */
+    float *arena;
+    float *scratch; /* im2col rows for EXEC_CONV layers */
+} plan;
+
+/* How a layer runs. EXEC_GEMM: 1x1 stride-1 unpadded convolutions and the linear layer, whose input
+ * rows are the GEMM's a as they lie. EXEC_CONV: other dense convolutions, through im2col. EXEC_FUSED: an
+ * add that the GEMM layer before it performs in its epilogue. */
+enum exec_kind { EXEC_XNN, EXEC_GEMM, EXEC_CONV, EXEC_FUSED };
+
+/* A layer ready to run: an XNNPACK operator or packed GEMM weights. */
+typedef struct layer_exec {
+    enum exec_kind kind;
+    xnn_operator_t op;
+    gemm_weights *gemm;
+    int fuses_add; /* a GEMM layer that also does the next layer, an add, and writes that add's output */
+} layer_exec;
 
 struct network {
     const model_file *m;
     pthreadpool_t pool; /* NULL: run on the caller's thread */
-    runtime_slot slots[NETWORK_MAX_RUNTIMES];
+    layer_exec *layers; /* m->nlayers */
+    uint32_t *last_use; /* per value: the last layer that reads it (or writes it, if none reads it) */
+    plan plans[NETWORK_MAX_RUNTIMES];
     uint64_t tick;
+    /* What the XNNPACK operators are set up for now; a run with the same plan and buffers skips setup. */
+    const plan *setup_plan;
+    const float *setup_in;
+    float *setup_out;
 };
-
-/* The spatial size of each value while the subgraph is being defined. */
-typedef struct value_shape {
-    uint32_t id; /* XNNPACK value id */
-    size_t h, w, c;
-} value_shape;
 
 static float act_min(enum model_act a)
 {
@@ -50,63 +101,121 @@ static size_t window_out(size_t in, uint32_t pad_a, uint32_t pad_b, uint32_t k, 
     return padded < span ? 0 : (padded - span) / stride + 1;
 }
 
-static enum xnn_status define_static(xnn_subgraph_t g, const model_tensor *t, uint32_t *id)
+/* ---- operators, made once per network ------------------------------------------------------------ */
+
+static enum exec_kind exec_kind_of(const model_layer *L, int have_gemm)
 {
-    return xnn_define_tensor_value(g, xnn_datatype_fp32, t->ndims, t->dims, t->data, XNN_INVALID_VALUE_ID, 0,
-                                   id);
+    if (!have_gemm || (L->op != MODEL_CONV2D && L->op != MODEL_LINEAR) || L->groups > 1)
+        return EXEC_XNN;
+    if (L->op == MODEL_LINEAR)
+        return EXEC_GEMM;
+    int pointwise = L->kernel[0] == 1 && L->kernel[1] == 1 && L->stride[0] == 1 && L->stride[1] == 1 &&
+                    !L->pad[0] && !L->pad[1] && !L->pad[2] && !L->pad[3];
+    return pointwise ? EXEC_GEMM : EXEC_CONV;
 }
 
-/* Defines the output value of layer L with the given shape; the network's output becomes external. */
-static enum xnn_status define_output(xnn_subgraph_t g, const network *n, const model_layer *L, size_t batch,
-                                     value_shape *out)
+/* XNNPACK takes padding as top, right, bottom, left; the model file as top, left, bottom, right. */
+static enum xnn_status create_conv(const model_layer *L, xnn_operator_t *op)
 {
-    int is_output = L->output == n->m->output;
-    size_t dims4[4] = {batch, out->h, out->w, out->c};
-    size_t dims2[2] = {batch, out->c};
-    int flat = L->op == MODEL_LINEAR;
-    return xnn_define_tensor_value(g, xnn_datatype_fp32, flat ? 2 : 4, flat ? dims2 : dims4, NULL,
-                                   is_output ? EXT_OUTPUT : XNN_INVALID_VALUE_ID,
-                                   is_output ? XNN_VALUE_FLAG_EXTERNAL_OUTPUT : 0, &out->id);
+    int dw = L->groups > 1;
+    return xnn_create_convolution2d_nhwc_f32(
+        L->pad[0], L->pad[3], L->pad[2], L->pad[1], L->kernel[0], L->kernel[1], L->stride[0], L->stride[1],
+        L->dilation[0], L->dilation[1], dw ? L->groups : 1, dw ? 1 : L->in_channels, dw ? 1 : L->out_channels,
+        L->in_channels, L->out_channels, L->weight->data, L->bias->data, act_min(L->act), act_max(L->act),
+        dw ? XNN_FLAG_DEPTHWISE_CONVOLUTION : 0, op);
 }
 
-static enum xnn_status define_conv(xnn_subgraph_t g, const model_layer *L, const value_shape *in,
-                                   const value_shape *out)
+/* c: the channels of L's input, which pooling layers need and do not record. */
+static enum xnn_status create_op(const model_layer *L, size_t c, xnn_operator_t *op)
 {
-    uint32_t wid, bid;
-    enum xnn_status st = define_static(g, L->weight, &wid);
-    if (st == xnn_status_success)
-        st = define_static(g, L->bias, &bid);
-    if (st != xnn_status_success)
-        return st;
-    if (L->groups > 1)
-        return xnn_define_depthwise_convolution_2d(g, L->pad[0], L->pad[3], L->pad[2], L->pad[1], L->kernel[0],
-                                                   L->kernel[1], L->stride[0], L->stride[1], L->dilation[0],
-                                                   L->dilation[1], 1, L->in_channels, act_min(L->act),
-                                                   act_max(L->act), in->id, wid, bid, out->id, 0);
-    return xnn_define_convolution_2d(g, L->pad[0], L->pad[3], L->pad[2], L->pad[1], L->kernel[0], L->kernel[1],
-                                     L->stride[0], L->stride[1], L->dilation[0], L->dilation[1], 1,
-                                     L->in_channels, L->out_channels, act_min(L->act), act_max(L->act), in->id,
-                                     wid, bid, out->id, 0);
+    float lo = act_min(L->act), hi = act_max(L->act);
+    switch (L->op) {
+    case MODEL_CONV2D: return create_conv(L, op);
+    case MODEL_LINEAR:
+        return xnn_create_fully_connected_nc_f32(L->in_channels, L->out_channels, L->in_channels, L->out_channels,
+                                                 L->weight->data, L->bias->data, lo, hi, 0, op);
+    case MODEL_ADD: return xnn_create_add_nd_f32(lo, hi, 0, op);
+    case MODEL_MAX_POOL2D:
+        return xnn_create_max_pooling2d_nhwc_f32(L->pad[0], L->pad[3], L->pad[2], L->pad[1], L->kernel[0],
+                                                 L->kernel[1], L->stride[0], L->stride[1], 1, 1, c, c, c, lo, hi,
+                                                 0, op);
+    case MODEL_GLOBAL_AVG_POOL:
+        return xnn_create_global_average_pooling_nwc_f32(c, c, c, lo, hi, 0, op);
+    }
+    return xnn_status_invalid_parameter;
 }
 
-static enum xnn_status define_linear(xnn_subgraph_t g, const model_layer *L, const value_shape *in,
-                                     const value_shape *out)
+static int create_layers(network *n, imgcls_errbuf *eb)
 {
-    uint32_t wid, bid;
-    enum xnn_status st = define_static(g, L->weight, &wid);
-    if (st == xnn_status_success)
-        st = define_static(g, L->bias, &bid);
-    if (st != xnn_status_success)
-        return st;
-    return xnn_define_fully_connected(g, act_min(L->act), act_max(L->act), in->id, wid, bid, out->id,
-                                      XNN_FLAG_TENSORFLOW_RESHAPE_2D);
+    const model_file *m = n->m;
+    int rc = 0, have_gemm = gemm_available();
+    size_t *channels = calloc(m->num_values, sizeof *channels); /* per value, as the layers go */
+    if (!channels)
+        return IMGCLS_ENOMEM;
+    channels[0] = 3;
+    for (size_t i = 0; i < m->nlayers && !rc; i++) {
+        const model_layer *L = &m->layers[i];
+        layer_exec *x = &n->layers[i];
+        int has_weights = L->op == MODEL_CONV2D || L->op == MODEL_LINEAR;
+        channels[L->output] = has_weights ? L->out_channels : channels[L->input[0]];
+        x->kind = exec_kind_of(L, have_gemm);
+        if (x->kind != EXEC_XNN) {
+            /* OHWI flattened: [out][kh*kw*in]; for a linear layer kernel is 1x1. */
+            size_t k = L->op == MODEL_LINEAR ? L->in_channels : L->weight->count / L->out_channels;
+            if ((rc = gemm_pack(L->weight->data, L->bias->data, L->out_channels, k, &x->gemm)))
+                rc = imgcls_fail(eb, rc, "layer %zu: cannot pack the weights", i);
+            continue;
+        }
+        enum xnn_status st = create_op(L, channels[L->input[0]], &x->op);
+        if (st != xnn_status_success)
+            rc = xnn_fail(eb, st, "create operator", i);
+    }
+    free(channels);
+    return rc;
 }
+
+/* Layer i (a GEMM with no activation) absorbs layer i+1 when that is an add of i's output and another
+ * value, and nothing else reads i's output: the GEMM adds the other value in its epilogue and writes the
+ * add's output. This is every residual add of MobileNetV2 and ResNet. It saves the add's pass over three
+ * tensors (unfused, MobileNetV2's 10 adds took ~0.1 ms of ~12) and one tensor's write and read. */
+static void fuse_adds(network *n)
+{
+    const model_file *m = n->m;
+    for (size_t i = 0; i + 1 < m->nlayers; i++) {
+        const model_layer *L = &m->layers[i], *A = &m->layers[i + 1];
+        int gemm = n->layers[i].kind == EXEC_GEMM || n->layers[i].kind == EXEC_CONV;
+        if (!gemm || L->op != MODEL_CONV2D || L->act != MODEL_ACT_NONE || A->op != MODEL_ADD ||
+            L->output == m->output || n->last_use[L->output] != i + 1 || A->input[0] == A->input[1] ||
+            (A->input[0] != L->output && A->input[1] != L->output))
+            continue;
+        n->layers[i].fuses_add = 1;
+        n->layers[i + 1].kind = EXEC_FUSED;
+        if (n->layers[i + 1].op) {
+            xnn_delete_operator(n->layers[i + 1].op);
+            n->layers[i + 1].op = NULL;
+        }
+    }
+}
+
+static void destroy_layers(network *n)
+{
+    for (size_t i = 0; n->layers && i < n->m->nlayers; i++) {
+        if (n->layers[i].op)
+            xnn_delete_operator(n->layers[i].op);
+        gemm_weights_free(n->layers[i].gemm);
+    }
+    free(n->layers);
+}
+
+/* ---- plans: value shapes and arena offsets for one input shape ------------------------------------ */
 
 /* Works out the shape of L's output from its input's. Returns 0, or IMGCLS_EINVAL when the input is too
  * small for the layer's window. */
-static int layer_out_shape(const model_layer *L, const value_shape *in, value_shape *out)
+static int layer_out_shape(const model_layer *L, const value_plan *in, value_plan *out)
 {
-    *out = *in;
+    out->h = in->h;
+    out->w = in->w;
+    out->c = in->c;
     switch (L->op) {
     case MODEL_CONV2D:
     case MODEL_MAX_POOL2D:
@@ -127,90 +236,297 @@ static int layer_out_shape(const model_layer *L, const value_shape *in, value_sh
     return IMGCLS_EINVAL;
 }
 
-static int define_layer(xnn_subgraph_t g, const network *n, size_t i, value_shape *vals, size_t batch,
-                        imgcls_errbuf *eb)
+/* First fit: the lowest offset where `size` floats overlap no live value. live[] holds the live value
+ * ids sorted by offset; the new one is inserted in order. */
+static size_t arena_place(value_plan *vals, uint32_t *live, size_t *nlive, uint32_t v, size_t size)
 {
-    const model_layer *L = &n->m->layers[i];
-    const value_shape *in = &vals[L->input[0]];
-    value_shape *out = &vals[L->output];
-    if (layer_out_shape(L, in, out))
-        return imgcls_fail(eb, IMGCLS_EINVAL, "layer %zu: the image is too small for this network", i);
-    if (L->op == MODEL_ADD && (vals[L->input[1]].h != in->h || vals[L->input[1]].w != in->w))
-        return imgcls_fail(eb, IMGCLS_EINVAL, "layer %zu: the inputs of add differ in size", i);
-    enum xnn_status st = define_output(g, n, L, batch, out);
-    if (st != xnn_status_success)
-        return xnn_fail(eb, st, "define value", i);
-    switch (L->op) {
-    case MODEL_CONV2D: st = define_conv(g, L, in, out); break;
-    case MODEL_LINEAR: st = define_linear(g, L, in, out); break;
-    case MODEL_ADD:
-        st = xnn_define_add2(g, act_min(L->act), act_max(L->act), in->id, vals[L->input[1]].id, out->id, 0);
-        break;
-    case MODEL_MAX_POOL2D:
-        st = xnn_define_max_pooling_2d(g, L->pad[0], L->pad[3], L->pad[2], L->pad[1], L->kernel[0], L->kernel[1],
-                                       L->stride[0], L->stride[1], 1, 1, act_min(L->act), act_max(L->act), in->id,
-                                       out->id, 0);
-        break;
-    case MODEL_GLOBAL_AVG_POOL:
-        st = xnn_define_global_average_pooling_2d(g, act_min(L->act), act_max(L->act), in->id, out->id, 0);
-        break;
+    size_t at = 0, i = 0;
+    for (; i < *nlive; i++) {
+        const value_plan *p = &vals[live[i]];
+        if (p->offset >= at + size)
+            break;
+        if (p->offset + p->size > at)
+            at = p->offset + p->size;
     }
-    return st == xnn_status_success ? 0 : xnn_fail(eb, st, "define node", i);
+    memmove(live + i + 1, live + i, (*nlive - i) * sizeof *live);
+    live[i] = v;
+    (*nlive)++;
+    vals[v].offset = at;
+    vals[v].size = size;
+    return at + size;
 }
 
-static int build_runtime(network *n, size_t batch, uint32_t h, uint32_t w, xnn_runtime_t *rt, imgcls_errbuf *eb)
+static void arena_free_dead(const network *n, uint32_t *live, size_t *nlive, size_t layer)
 {
-    xnn_subgraph_t g = NULL;
-    int rc = 0;
-    value_shape *vals = calloc(n->m->num_values, sizeof *vals);
-    if (!vals)
+    size_t j = 0;
+    for (size_t i = 0; i < *nlive; i++)
+        if (n->last_use[live[i]] > layer)
+            live[j++] = live[i];
+    *nlive = j;
+}
+
+/* Shapes every value for this input and places it in the arena; returns the arena's size in floats
+ * through *total. Each value gets XNN_EXTRA_BYTES of slack (XNNPACK kernels may read that far past the
+ * end) and starts on a 64-byte boundary. */
+static int plan_values(const network *n, value_plan *vals, size_t batch, size_t *total, imgcls_errbuf *eb)
+{
+    const model_file *m = n->m;
+    uint32_t *live = malloc((size_t)m->num_values * sizeof *live);
+    size_t nlive = 0, top = 0;
+    if (!live)
         return IMGCLS_ENOMEM;
-    enum xnn_status st = xnn_create_subgraph(2, 0, &g);
-    if (st != xnn_status_success) {
-        rc = xnn_fail(eb, st, "create subgraph", 0);
-        goto out;
+    int rc = 0;
+    for (size_t i = 0; i < m->nlayers && !rc; i++) {
+        const model_layer *L = &m->layers[i];
+        value_plan *out = &vals[L->output];
+        if (layer_out_shape(L, &vals[L->input[0]], out))
+            rc = imgcls_fail(eb, IMGCLS_EINVAL, "layer %zu: the image is too small for this network", i);
+        else if (L->op == MODEL_ADD &&
+                 (vals[L->input[1]].h != out->h || vals[L->input[1]].w != out->w))
+            rc = imgcls_fail(eb, IMGCLS_EINVAL, "layer %zu: the inputs of add differ in size", i);
+        /* A GEMM that does the next layer's add writes the add's output, so that is what it needs now,
+         * before its inputs are freed; the add itself then places nothing. */
+        uint32_t dst = n->layers[i].fuses_add ? m->layers[i + 1].output : L->output;
+        if (rc || n->layers[i].kind == EXEC_FUSED || dst == m->output)
+            continue;
+        size_t floats = batch * out->h * out->w * out->c + XNN_EXTRA_BYTES / sizeof(float);
+        size_t end = arena_place(vals, live, &nlive, dst, (floats + 15) / 16 * 16);
+        top = end > top ? end : top;
+        arena_free_dead(n, live, &nlive, i);
     }
-    vals[0] = (value_shape){.h = h, .w = w, .c = 3};
-    size_t in_dims[4] = {batch, h, w, 3};
-    st = xnn_define_tensor_value(g, xnn_datatype_fp32, 4, in_dims, NULL, EXT_INPUT, XNN_VALUE_FLAG_EXTERNAL_INPUT,
-                                 &vals[0].id);
-    if (st != xnn_status_success) {
-        rc = xnn_fail(eb, st, "define input", 0);
-        goto out;
-    }
-    for (size_t i = 0; i < n->m->nlayers; i++)
-        if ((rc = define_layer(g, n, i, vals, batch, eb)))
-            goto out;
-    st = xnn_create_runtime_v2(g, n->pool, 0, rt);
-    if (st != xnn_status_success)
-        rc = xnn_fail(eb, st, "create runtime", 0);
-out:
-    if (g)
-        xnn_delete_subgraph(g); /* the runtime does not need it once built */
-    free(vals);
+    free(live);
+    *total = top;
     return rc;
+}
+
+static gemm_conv_shape conv_shape(const model_layer *L, const value_plan *in, const value_plan *out, size_t batch)
+{
+    gemm_conv_shape s = {.batch = batch, .in_h = in->h, .in_w = in->w, .in_c = in->c, .out_h = out->h,
+                         .out_w = out->w};
+    memcpy(s.kernel, L->kernel, sizeof s.kernel);
+    memcpy(s.stride, L->stride, sizeof s.stride);
+    memcpy(s.dilation, L->dilation, sizeof s.dilation);
+    memcpy(s.pad, L->pad, sizeof s.pad);
+    return s;
+}
+
+/* The im2col scratch the plan's EXEC_CONV layers need, in floats. */
+static size_t plan_scratch(const network *n, const value_plan *vals, size_t batch)
+{
+    size_t most = 0;
+    for (size_t i = 0; i < n->m->nlayers; i++) {
+        const model_layer *L = &n->m->layers[i];
+        if (n->layers[i].kind != EXEC_CONV)
+            continue;
+        gemm_conv_shape cs = conv_shape(L, &vals[L->input[0]], &vals[L->output], batch);
+        size_t need = gemm_conv_scratch(&cs);
+        most = need > most ? need : most;
+    }
+    return most;
+}
+
+static void plan_clear(plan *p)
+{
+    free(p->vals);
+    free(p->arena);
+    free(p->scratch);
+    memset(p, 0, sizeof *p);
+}
+
+static int plan_build(const network *n, plan *p, size_t batch, uint32_t h, uint32_t w, imgcls_errbuf *eb)
+{
+    size_t total = 0;
+    int rc = 0;
+    p->vals = calloc(n->m->num_values, sizeof *p->vals);
+    if (!p->vals) {
+        rc = IMGCLS_ENOMEM;
+        goto out;
+    }
+    p->vals[0] = (value_plan){.h = h, .w = w, .c = 3};
+    rc = plan_values(n, p->vals, batch, &total, eb);
+    if (rc)
+        goto out;
+    /* Sides are at most 16384 and batch 64, so total * 4 cannot overflow; it may still be too much. */
+    p->arena = aligned_alloc(64, (total ? total : 16) * sizeof(float));
+    size_t scratch = plan_scratch(n, p->vals, batch);
+    if (scratch)
+        p->scratch = aligned_alloc(64, (scratch + 15) / 16 * 16 * sizeof(float));
+    if (!p->arena || (scratch && !p->scratch)) {
+        rc = imgcls_fail(eb, IMGCLS_ENOMEM, "no memory for the activations of %zu images of %ux%u", batch, w, h);
+        goto out;
+    }
+    p->batch = batch;
+    p->h = h;
+    p->w = w;
+out:
+    if (rc)
+        plan_clear(p);
+    return rc;
+}
+
+/* ---- running ------------------------------------------------------------------------------------ */
+
+typedef struct run_ctx {
+    const plan *p;
+    const float *input;
+    float *logits;
+} run_ctx;
+
+static float *value_ptr(const network *n, const run_ctx *r, uint32_t v)
+{
+    if (v == 0)
+        return (float *)(uintptr_t)r->input; /* only ever read: XNNPACK's setup takes it non-const */
+    if (v == n->m->output)
+        return r->logits;
+    return r->p->arena + r->p->vals[v].offset;
+}
+
+/* Sets an XNNPACK operator up for this plan's shape and buffers. */
+static enum xnn_status setup_op(const network *n, const run_ctx *r, const model_layer *L, xnn_operator_t op)
+{
+    const value_plan *in = &r->p->vals[L->input[0]];
+    const float *x = value_ptr(n, r, L->input[0]);
+    float *y = value_ptr(n, r, L->output);
+    size_t batch = r->p->batch, dims[4] = {batch, in->h, in->w, in->c};
+    switch (L->op) {
+    case MODEL_CONV2D: return xnn_setup_convolution2d_nhwc_f32(op, batch, in->h, in->w, x, y, n->pool);
+    case MODEL_LINEAR: return xnn_setup_fully_connected_nc_f32(op, batch, x, y, n->pool);
+    case MODEL_ADD:
+        return xnn_setup_add_nd_f32(op, 4, dims, 4, dims, x, value_ptr(n, r, L->input[1]), y, n->pool);
+    case MODEL_MAX_POOL2D: return xnn_setup_max_pooling2d_nhwc_f32(op, batch, in->h, in->w, x, y, n->pool);
+    case MODEL_GLOBAL_AVG_POOL:
+        return xnn_setup_global_average_pooling_nwc_f32(op, batch, in->h * in->w, x, y, n->pool);
+    }
+    return xnn_status_invalid_parameter;
+}
+
+/* Runs an EXEC_GEMM or EXEC_CONV layer, with the next layer's add when it fuses one. */
+static void run_gemm_layer(const network *n, const run_ctx *r, size_t i)
+{
+    const model_layer *L = &n->m->layers[i];
+    const layer_exec *x = &n->layers[i];
+    const value_plan *in = &r->p->vals[L->input[0]];
+    gemm_out o = {.c = value_ptr(n, r, L->output), .ldc = L->out_channels, .lo = act_min(L->act),
+                  .hi = act_max(L->act)};
+    if (x->fuses_add) {
+        const model_layer *A = &n->m->layers[i + 1];
+        o.c = value_ptr(n, r, A->output);
+        o.res = value_ptr(n, r, A->input[A->input[0] == L->output ? 1 : 0]);
+        o.ldr = L->out_channels;
+        o.lo = act_min(A->act);
+        o.hi = act_max(A->act);
+    }
+    const float *xin = value_ptr(n, r, L->input[0]);
+    if (x->kind == EXEC_GEMM) {
+        gemm_run(x->gemm, r->p->batch * in->h * in->w, xin, in->c, &o, n->pool);
+        return;
+    }
+    gemm_conv_shape cs = conv_shape(L, in, &r->p->vals[L->output], r->p->batch);
+    gemm_conv_run(x->gemm, &cs, xin, &o, r->p->scratch, n->pool);
+}
+
+static int run_layers(network *n, const run_ctx *r, imgcls_errbuf *eb)
+{
+    int set_up = n->setup_plan == r->p && n->setup_in == r->input && n->setup_out == r->logits;
+    n->setup_plan = NULL; /* until every operator is set up for this run */
+    for (size_t i = 0; i < n->m->nlayers; i++) {
+        const model_layer *L = &n->m->layers[i];
+        const layer_exec *x = &n->layers[i];
+        if (x->kind == EXEC_FUSED)
+            continue;
+        if (x->kind != EXEC_XNN) {
+            run_gemm_layer(n, r, i);
+            continue;
+        }
+        enum xnn_status st = set_up ? xnn_status_success : setup_op(n, r, L, x->op);
+        if (st != xnn_status_success)
+            return xnn_fail(eb, st, "setup", i);
+        st = xnn_run_operator(x->op, n->pool);
+        if (st != xnn_status_success)
+            return xnn_fail(eb, st, "run", i);
+    }
+    n->setup_plan = r->p;
+    n->setup_in = r->input;
+    n->setup_out = r->logits;
+    return 0;
+}
+
+/* Finds the plan for a shape, building it in the least recently used slot if needed. */
+static int get_plan(network *n, size_t batch, uint32_t h, uint32_t w, plan **out, imgcls_errbuf *eb)
+{
+    if (batch == 0 || batch > NETWORK_MAX_BATCH || h < 32 || w < 32 || h > 16384 || w > 16384)
+        return imgcls_fail(eb, IMGCLS_EINVAL, "cannot run a batch of %zu images of %ux%u", batch, w, h);
+    plan *victim = &n->plans[0];
+    for (size_t i = 0; i < NETWORK_MAX_RUNTIMES; i++) {
+        plan *p = &n->plans[i];
+        if (p->vals && p->batch == batch && p->h == h && p->w == w) {
+            p->last_used = ++n->tick;
+            *out = p;
+            return 0;
+        }
+        if (!p->vals || (victim->vals && p->last_used < victim->last_used))
+            victim = p;
+    }
+    plan_clear(victim);
+    if (n->setup_plan == victim)
+        n->setup_plan = NULL; /* the slot is about to hold another shape */
+    int rc = plan_build(n, victim, batch, h, w, eb);
+    if (rc)
+        return rc;
+    victim->last_used = ++n->tick;
+    *out = victim;
+    return 0;
+}
+
+/* The last layer that reads each value; a value nobody reads dies where it is written. */
+static int compute_last_use(network *n)
+{
+    const model_file *m = n->m;
+    n->last_use = calloc(m->num_values, sizeof *n->last_use);
+    if (!n->last_use)
+        return IMGCLS_ENOMEM;
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const model_layer *L = &m->layers[i];
+        n->last_use[L->output] = (uint32_t)i;
+        n->last_use[L->input[0]] = (uint32_t)i;
+        if (L->op == MODEL_ADD)
+            n->last_use[L->input[1]] = (uint32_t)i;
+    }
+    return 0;
 }
 
 int network_create(const model_file *m, unsigned threads, network **out, imgcls_errbuf *eb)
 {
+    int rc = 0;
+    network *n = NULL;
     *out = NULL;
     /* xnn_initialize is idempotent and thread-safe (it runs its setup once). */
     enum xnn_status st = xnn_initialize(NULL);
     if (st != xnn_status_success)
         return imgcls_fail(eb, IMGCLS_EBACKEND, "XNNPACK cannot start on this CPU (status %d)", (int)st);
-    network *n = calloc(1, sizeof *n);
+    n = calloc(1, sizeof *n);
     if (!n)
         return IMGCLS_ENOMEM;
     n->m = m;
-    if (threads > 1) {
-        n->pool = pthreadpool_create(threads);
-        if (!n->pool) {
-            free(n);
-            return imgcls_fail(eb, IMGCLS_ENOMEM, "cannot start %u threads", threads);
-        }
+    n->layers = calloc(m->nlayers ? m->nlayers : 1, sizeof *n->layers);
+    if (!n->layers || (rc = compute_last_use(n))) {
+        rc = IMGCLS_ENOMEM;
+        goto out;
+    }
+    if (threads > 1 && !(n->pool = pthreadpool_create(threads))) {
+        rc = imgcls_fail(eb, IMGCLS_ENOMEM, "cannot start %u threads", threads);
+        goto out;
+    }
+    rc = create_layers(n, eb);
+    if (!rc)
+        fuse_adds(n);
+out:
+    if (rc) {
+        network_destroy(n);
+        n = NULL;
     }
     *out = n;
-    return 0;
+    return rc;
 }
 
 void network_destroy(network *n)
@@ -218,61 +534,27 @@ void network_destroy(network *n)
     if (!n)
         return;
     for (size_t i = 0; i < NETWORK_MAX_RUNTIMES; i++)
-        if (n->slots[i].rt)
-            xnn_delete_runtime(n->slots[i].rt);
+        plan_clear(&n->plans[i]);
+    destroy_layers(n);
+    free(n->last_use);
     if (n->pool)
         pthreadpool_destroy(n->pool);
     free(n);
 }
 
-/* Finds the runtime for a shape, building it in the least recently used slot if needed. */
-static int get_runtime(network *n, size_t batch, uint32_t h, uint32_t w, runtime_slot **out, imgcls_errbuf *eb)
-{
-    if (batch == 0 || batch > NETWORK_MAX_BATCH || h < 32 || w < 32 || h > 16384 || w > 16384)
-        return imgcls_fail(eb, IMGCLS_EINVAL, "cannot run a batch of %zu images of %ux%u", batch, w, h);
-    runtime_slot *victim = &n->slots[0];
-    for (size_t i = 0; i < NETWORK_MAX_RUNTIMES; i++) {
-        runtime_slot *s = &n->slots[i];
-        if (s->rt && s->batch == batch && s->h == h && s->w == w) {
-            s->last_used = ++n->tick;
-            *out = s;
-            return 0;
-        }
-        if (!s->rt || (victim->rt && s->last_used < victim->last_used))
-            victim = s;
-    }
-    if (victim->rt) {
-        xnn_delete_runtime(victim->rt);
-        victim->rt = NULL;
-    }
-    int rc = build_runtime(n, batch, h, w, &victim->rt, eb);
-    if (rc)
-        return rc;
-    victim->batch = batch;
-    victim->h = h;
-    victim->w = w;
-    victim->last_used = ++n->tick;
-    *out = victim;
-    return 0;
-}
-
 int network_prepare(network *n, size_t batch, uint32_t h, uint32_t w, imgcls_errbuf *eb)
 {
-    runtime_slot *s = NULL;
-    return get_runtime(n, batch, h, w, &s, eb);
+    plan *p = NULL;
+    return get_plan(n, batch, h, w, &p, eb);
 }
 
 int network_run(network *n, const float *input, size_t batch, uint32_t h, uint32_t w, float *logits,
                 imgcls_errbuf *eb)
 {
-    runtime_slot *s = NULL;
-    int rc = get_runtime(n, batch, h, w, &s, eb);
+    plan *p = NULL;
+    int rc = get_plan(n, batch, h, w, &p, eb);
     if (rc)
         return rc;
-    /* XNNPACK takes a non-const pointer but only reads external inputs. */
-    struct xnn_external_value ext[2] = {{EXT_INPUT, (void *)(uintptr_t)input}, {EXT_OUTPUT, logits}};
-    enum xnn_status st = xnn_setup_runtime(s->rt, 2, ext);
-    if (st == xnn_status_success)
-        st = xnn_invoke_runtime(s->rt);
-    return st == xnn_status_success ? 0 : xnn_fail(eb, st, "run", 0);
+    run_ctx r = {.p = p, .input = input, .logits = logits};
+    return run_layers(n, &r, eb);
 }

@@ -1,10 +1,10 @@
-/* The network on XNNPACK: a model_file turned into an XNNPACK subgraph and runtime.
+/* The network: a model_file run layer by layer on XNNPACK operators and our AVX2+FMA GEMM (gemm.h).
  *
- * The Debian XNNPACK (2022) cannot reshape a runtime, so a runtime is built for one input shape
- * (batch, height, width). The network keeps a few of them (NETWORK_MAX_RUNTIMES), built on first use
- * and evicted least-recently-used: imagenet mode only ever needs (n, 224, 224); reference mode sees
- * the sizes of the images themselves. Building a runtime packs the weights, which takes milliseconds,
- * so it is done once per shape, not per image. */
+ * Weights are packed once, by network_create. What depends on the input shape (batch, height, width) --
+ * each activation's size and place in one arena -- is a plan, built on first use; the network keeps a
+ * few (NETWORK_MAX_RUNTIMES), evicted least-recently-used: imagenet mode only ever needs (n, 224, 224);
+ * reference mode sees the sizes of the images themselves. network.c says why it no longer uses an
+ * XNNPACK subgraph. A network is used by one thread at a time; its own threads are internal. */
 #ifndef IMGCLS_ENGINE_NETWORK_H
 #define IMGCLS_ENGINE_NETWORK_H
 
@@ -20,17 +20,19 @@
 typedef struct network network;
 
 /* Prepares to run m (which must outlive the network) on `threads` threads (1 = the caller's thread
- * only). Builds no runtime yet. Returns 0, IMGCLS_EBACKEND if XNNPACK cannot start on this CPU, or
- * IMGCLS_ENOMEM. */
+ * only): creates every layer's operator and packs its weights.
+ * Builds no plan yet. Returns 0, IMGCLS_EBACKEND if XNNPACK cannot start on this CPU or refuses a
+ * layer, or IMGCLS_ENOMEM. */
 int network_create(const model_file *m, unsigned threads, network **out, imgcls_errbuf *eb);
 void network_destroy(network *n); /* accepts NULL */
 
-/* Builds (or finds) the runtime for this shape now, so that the first run does not pay for it. */
+/* Builds (or finds) the plan for this shape now, so that the first run does not pay for it. */
 int network_prepare(network *n, size_t batch, uint32_t h, uint32_t w, imgcls_errbuf *eb);
 
 /* Runs a batch: input is batch x h x w x 3 floats (NHWC) with XNN_EXTRA_BYTES of slack after it;
  * logits receives batch x num_classes floats. Returns 0, IMGCLS_EINVAL for a shape the network
- * cannot take (batch 0 or > NETWORK_MAX_BATCH, a side under 32), or IMGCLS_EBACKEND. */
+ * cannot take (batch 0 or > NETWORK_MAX_BATCH, a side under 32), IMGCLS_ENOMEM (a new shape's
+ * activations), or IMGCLS_EBACKEND. */
 int network_run(network *n, const float *input, size_t batch, uint32_t h, uint32_t w, float *logits,
                 imgcls_errbuf *eb);
 
