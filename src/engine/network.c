@@ -6,8 +6,10 @@
  * (depthwise convs, pools, unfused adds; everything on a CPU without AVX2+FMA), except that dense
  * convolutions and the linear layer go to gemm_run: 1x1 stride-1 unpadded ones directly (an NHWC
  * activation is already the GEMM's a), others through im2col (gemm_conv.h), and a residual add right
- * after a GEMM is done in its epilogue (fuse_adds). The results are bit-identical to the old subgraph's
- * (same accumulation order) for MobileNetV2 and random-weight ResNet-18/50.
+ * after a GEMM is done in its epilogue (fuse_adds). Depthwise 3x3 convolutions of MobileNetV2's shape
+ * (padding 1, stride 1 or 2) go to dwconv_run (dwconv.h), other depthwise shapes to XNNPACK. The GEMM
+ * layers are bit-identical to the old subgraph's (same accumulation order); dwconv sums its 9 taps in
+ * another order than XNNPACK, so MobileNetV2's logits now differ from it by float rounding only.
  *
  * Measured on MobileNetV2, batch 1, 1 thread, process CPU ms per image, alternating runs on a shared
  * 2-vCPU EPYC (medians of 6): old subgraph 20.5, subgraph with the Zen uarch override 13.1, this 12.2,
@@ -29,6 +31,7 @@
  * a whole block. The network input and the logits are the caller's buffers. */
 #include "engine/network.h"
 
+#include "engine/dwconv.h"
 #include "engine/gemm.h"
 #include "engine/gemm_conv.h"
 
@@ -55,15 +58,17 @@ typedef struct plan {
 } plan;
 
 /* How a layer runs. EXEC_GEMM: 1x1 stride-1 unpadded convolutions and the linear layer, whose input
- * rows are the GEMM's a as they lie. EXEC_CONV: other dense convolutions, through im2col. EXEC_FUSED: an
- * add that the GEMM layer before it performs in its epilogue. */
-enum exec_kind { EXEC_XNN, EXEC_GEMM, EXEC_CONV, EXEC_FUSED };
+ * rows are the GEMM's a as they lie. EXEC_CONV: other dense convolutions, through im2col. EXEC_DW:
+ * depthwise 3x3 convolutions of the shape dwconv.h handles. EXEC_FUSED: an add that the GEMM layer
+ * before it performs in its epilogue. */
+enum exec_kind { EXEC_XNN, EXEC_GEMM, EXEC_CONV, EXEC_DW, EXEC_FUSED };
 
 /* A layer ready to run: an XNNPACK operator or packed GEMM weights. */
 typedef struct layer_exec {
     enum exec_kind kind;
     xnn_operator_t op;
     gemm_weights *gemm;
+    dwconv_weights *dw;
     int fuses_add; /* a GEMM layer that also does the next layer, an add, and writes that add's output */
 } layer_exec;
 
@@ -103,8 +108,21 @@ static size_t window_out(size_t in, uint32_t pad_a, uint32_t pad_b, uint32_t k, 
 
 /* ---- operators, made once per network ------------------------------------------------------------ */
 
+/* A depthwise conv that dwconv.h runs: 3x3, padding 1 all round, the same stride 1 or 2 both ways, no
+ * dilation, one output channel per input channel. */
+static int is_dw3x3(const model_layer *L)
+{
+    return L->op == MODEL_CONV2D && L->groups > 1 && L->groups == L->in_channels &&
+           L->groups == L->out_channels && L->kernel[0] == 3 && L->kernel[1] == 3 &&
+           L->stride[0] == L->stride[1] && (L->stride[0] == 1 || L->stride[0] == 2) && L->dilation[0] == 1 &&
+           L->dilation[1] == 1 && L->pad[0] == 1 && L->pad[1] == 1 && L->pad[2] == 1 && L->pad[3] == 1 &&
+           L->weight->count == (size_t)L->out_channels * 9;
+}
+
 static enum exec_kind exec_kind_of(const model_layer *L, int have_gemm)
 {
+    if (have_gemm && is_dw3x3(L))
+        return EXEC_DW;
     if (!have_gemm || (L->op != MODEL_CONV2D && L->op != MODEL_LINEAR) || L->groups > 1)
         return EXEC_XNN;
     if (L->op == MODEL_LINEAR)
@@ -159,6 +177,11 @@ static int create_layers(network *n, imgcls_errbuf *eb)
         int has_weights = L->op == MODEL_CONV2D || L->op == MODEL_LINEAR;
         channels[L->output] = has_weights ? L->out_channels : channels[L->input[0]];
         x->kind = exec_kind_of(L, have_gemm);
+        if (x->kind == EXEC_DW) {
+            if ((rc = dwconv_pack(L->weight->data, L->bias->data, L->out_channels, &x->dw)))
+                rc = imgcls_fail(eb, rc, "layer %zu: cannot pack the weights", i);
+            continue;
+        }
         if (x->kind != EXEC_XNN) {
             /* OHWI flattened: [out][kh*kw*in]; for a linear layer kernel is 1x1. */
             size_t k = L->op == MODEL_LINEAR ? L->in_channels : L->weight->count / L->out_channels;
@@ -203,6 +226,7 @@ static void destroy_layers(network *n)
         if (n->layers[i].op)
             xnn_delete_operator(n->layers[i].op);
         gemm_weights_free(n->layers[i].gemm);
+        dwconv_weights_free(n->layers[i].dw);
     }
     free(n->layers);
 }
@@ -425,6 +449,15 @@ static void run_gemm_layer(const network *n, const run_ctx *r, size_t i)
     gemm_conv_run(x->gemm, &cs, xin, &o, r->p->scratch, n->pool);
 }
 
+static void run_dw_layer(const network *n, const run_ctx *r, size_t i)
+{
+    const model_layer *L = &n->m->layers[i];
+    const value_plan *in = &r->p->vals[L->input[0]];
+    dwconv_shape s = {.batch = r->p->batch, .in_h = in->h, .in_w = in->w, .stride = L->stride[0]};
+    dwconv_run(n->layers[i].dw, &s, value_ptr(n, r, L->input[0]), value_ptr(n, r, L->output), act_min(L->act),
+               act_max(L->act), n->pool);
+}
+
 static int run_layers(network *n, const run_ctx *r, imgcls_errbuf *eb)
 {
     int set_up = n->setup_plan == r->p && n->setup_in == r->input && n->setup_out == r->logits;
@@ -434,6 +467,10 @@ static int run_layers(network *n, const run_ctx *r, imgcls_errbuf *eb)
         const layer_exec *x = &n->layers[i];
         if (x->kind == EXEC_FUSED)
             continue;
+        if (x->kind == EXEC_DW) {
+            run_dw_layer(n, r, i);
+            continue;
+        }
         if (x->kind != EXEC_XNN) {
             run_gemm_layer(n, r, i);
             continue;
