@@ -43,7 +43,7 @@ typedef struct engine_result {
     engine_class top[ENGINE_MAX_TOP];
     size_t ntop;
     double decode_ms; /* decode + preprocess of this image */
-    double infer_ms;  /* the network run this image was part of */
+    double infer_ms;  /* the network run of this image */
 } engine_result;
 
 typedef struct engine engine;
@@ -57,13 +57,13 @@ const model_file *engine_model(const engine *e);
 /* The label of a class index; "?" for an index out of range. */
 const char *engine_label(const engine *e, uint32_t index);
 
-/* Builds the network runtime for imagenet-mode batches of n now, so the first request does not pay
- * for it (workers call this at start-up). */
-int engine_warm_up(engine *e, size_t n, imgcls_errbuf *eb);
+/* Builds the network plan for imagenet-mode images now, so the first request does not pay for it
+ * (workers call this at start-up). */
+int engine_warm_up(engine *e, imgcls_errbuf *eb);
 
-/* Classifies n encoded images (1..NETWORK_MAX_BATCH) as one batch and writes the top k (<=
- * ENGINE_MAX_TOP) of each into results[i]. An image that cannot be decoded gets results[i].rc and
- * .error; the others are still classified. Returns 0 unless the batch as a whole failed
+/* Classifies n encoded images (1..NETWORK_MAX_BATCH) and writes the top k (<= ENGINE_MAX_TOP) of
+ * each into results[i]; the images go through the network one at a time (engine.c says why). An
+ * image that cannot be decoded gets results[i].rc and .error; the others are still classified. Returns 0 unless the batch as a whole failed
  * (IMGCLS_EBACKEND, IMGCLS_ENOMEM, IMGCLS_EINVAL for bad n or k). */
 int engine_classify(engine *e, const engine_image *images, size_t n, size_t k, engine_result *results,
                     imgcls_errbuf *eb);

@@ -281,7 +281,7 @@ static int worker_open(worker *w, imgcls_errbuf *eb)
     int rc = preprocess_mode_parse(w->o.preprocess, &cfg.mode);
     if (rc)
         return imgcls_fail(eb, rc, "--preprocess must be imagenet or reference");
-    if ((rc = engine_open(&cfg, &w->eng, eb)) || (rc = engine_warm_up(w->eng, 1, eb)) ||
+    if ((rc = engine_open(&cfg, &w->eng, eb)) || (rc = engine_warm_up(w->eng, eb)) ||
         (rc = queue_open(w->o.queue_url, &w->requests, eb)) || (rc = store_open(w->o.in_url, &w->in, eb)) ||
         (rc = store_open(w->o.out_url, &w->out, eb)) ||
         (rc = heartbeat_start(w->o.queue_url, (int)w->o.visibility, &w->hb, eb)))

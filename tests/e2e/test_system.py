@@ -153,18 +153,28 @@ def test_undecodable_image_gets_a_4xx_with_the_reason(system, tmp_path):
     assert r.status_code in (415, 422) and r.text.strip()
 
 
-def test_killed_worker_loses_no_request(system, images, expected):
+def in_flight(system) -> int:
+    metrics = requests.get(system.url + "metrics", timeout=5).text
+    line = next(m for m in metrics.splitlines() if m.startswith('imgcls_queue_depth{state="in_flight"}'))
+    return int(float(line.split()[-1]))
+
+
+def test_killed_workers_lose_no_request(system, images, expected):
     big = images[:40]
     with concurrent.futures.ThreadPoolExecutor(40) as pool:
         futures = [pool.submit(post, system.url, p) for p in big]
-        victim = wait_for(lambda: system.workers(), what="a worker")[0]
-        # Kill it while it holds requests: they are in flight, not deleted, so they come back.
-        os.kill(victim, signal.SIGKILL)
+        # Kill every worker while requests are received but not answered: those requests were never
+        # deleted, so when their visibility runs out the restarted workers get them again.
+        wait_for(lambda: in_flight(system) > 0, what="requests in flight")
+        victims = system.workers()
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
         answers = [f.result() for f in futures]
     for path, r in zip(big, answers):
         assert r.status_code == 200, r.text
         assert r.text == expected[path.stem]
-    wait_for(lambda: len(system.workers()) == 2 and victim not in system.workers(), what="the worker restarted")
+    wait_for(lambda: len(system.workers()) == 2 and not set(victims) & set(system.workers()),
+             what="the workers restarted")
 
 
 def test_ctrl_c_stops_everything(imgcls, tmp_path):
