@@ -10,6 +10,8 @@ times mean little; the ratios are the numbers to quote.
   decode    decode + preprocess of a 500x375 and a 12 MP JPEG: imgcls vs Pillow
   cold      process start to first result: `imgcls classify` vs a Python + ONNX Runtime process
   memory    peak RSS of `imgcls classify` on one image
+  system    the whole local system (`imgcls up`, 2 workers) under `imgcls loadgen`, against the bare
+            engine's images/s on the same photos in the same run
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -171,10 +176,80 @@ def bench_cold(build: Path, runs: int) -> list[dict]:
             {"row": "peak RSS, classify one image", "imgcls_mib": max(rss) / 1024}]
 
 
+def loadgen(build: Path, url: str, folder: Path, n: int, concurrency: int) -> dict:
+    r = subprocess.run([build / "imgcls", "loadgen", "--num_request", str(n), "--url", url, "--image_folder",
+                        folder, "--concurrency", str(concurrency), "--json"], capture_output=True, text=True)
+    return json.loads(r.stdout)
+
+
+def engine_throughput(build: Path, procs: int, iters: int) -> tuple[float, float]:
+    """Images/s of `procs` bare-engine processes side by side (1 thread each), and their median ms."""
+    cmd = [build / "imgcls", "bench", "pipeline", "--model", MODEL, "--iters", str(iters), *PHOTOS]
+    ps = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(procs)]
+    meds = [median(json.loads(p.communicate()[0])["ms"]) for p in ps]
+    return sum(1000.0 / m for m in meds), median(meds)
+
+
+def start_up(build: Path, data: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([build / "imgcls", "up", "--port", str(port), "--data-dir", data, "--workers", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "healthz", timeout=1)
+            return proc, url
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("imgcls up did not become healthy")
+
+
+def bench_system(build: Path, iters: int) -> list[dict]:
+    with tempfile.TemporaryDirectory() as d:
+        folder = Path(d) / "images"
+        folder.mkdir()
+        for p in PHOTOS:
+            shutil.copy(p, folder / p.name)
+        proc, url = start_up(build, Path(d) / "data")
+        try:
+            loadgen(build, url, folder, 20, 4)  # warm up: runtimes built, pages touched
+            engine_ips, engine_ms = engine_throughput(build, 2, iters)
+            tput = loadgen(build, url, folder, 300, 32)
+            engine_ips2, engine_ms2 = engine_throughput(build, 2, iters)  # before and after: noise shows
+            single = loadgen(build, url, folder, 50, 1)
+            burst = loadgen(build, url, folder, 100, 0)
+            hold = loadgen(build, url, folder, 2000, 0)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=60)
+    base = (engine_ips + engine_ips2) / 2
+    return [
+        {"row": "system throughput, 2 workers, 32 in flight", "imgcls": f"{tput['throughput_rps']:.1f} img/s",
+         "other": "bare engine, 2 processes", "other_v": f"{base:.1f} img/s",
+         "ratio": f"{tput['throughput_rps'] / base:.2f} of the engine (target >= 0.80)"},
+        {"row": "system latency, one request at a time (p50)", "imgcls": f"{single['latency_ms']['p50']:.1f} ms",
+         "other": "bare engine, JPEG to top-5", "other_v": f"{engine_ms:.1f} ms",
+         "ratio": f"+{single['latency_ms']['p50'] - engine_ms:.1f} ms (target <= +5 ms)"},
+        {"row": "burst of 100 concurrent requests (mean latency)", "imgcls": f"{burst['latency_ms']['mean']:.0f} ms",
+         "other": "", "other_v": "", "ratio": f"errors {burst['errors']} (target mean <= 500 ms)"},
+        {"row": "2,000 concurrent waiting connections", "imgcls": f"{hold['ok']} ok / {hold['errors']} errors",
+         "other": "", "other_v": "", "ratio": f"max latency {hold['latency_ms']['max'] / 1000:.1f} s"},
+    ]
+
+
 def print_table(rows: list[dict]):
     print("| measurement | imgcls | competitor | competitor's | imgcls speed-up |")
     print("|---|---:|---|---:|---:|")
     for r in rows:
+        if "ratio" in r:
+            print(f"| {r['row']} | {r['imgcls']} | {r['other']} | {r['other_v']} | {r['ratio']} |")
+            continue
         if "imgcls_mib" in r:
             print(f"| {r['row']} | {r['imgcls_mib']:.1f} MiB | | | |")
             continue
@@ -192,11 +267,11 @@ def main() -> int:
     ap.add_argument("--iters", type=int, default=30, help="timed iterations per round")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per side")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON too")
-    ap.add_argument("--only", choices=["network", "pipeline", "decode", "cold"], action="append")
+    ap.add_argument("--only", choices=["network", "pipeline", "decode", "cold", "system"], action="append")
     args = ap.parse_args()
     build = Path(args.build)
     build = build if build.is_absolute() else REPO / build
-    parts = args.only or ["network", "pipeline", "decode", "cold"]
+    parts = args.only or ["network", "pipeline", "decode", "cold", "system"]
     rows = []
     if "network" in parts:
         rows += bench_network(build, args.iters, args.rounds)
@@ -206,6 +281,8 @@ def main() -> int:
         rows += bench_decode(build, args.iters, args.rounds)
     if "cold" in parts:
         rows += bench_cold(build, 10)
+    if "system" in parts:
+        rows += bench_system(build, args.iters)
     print(f"imgcls bench, {os.cpu_count()} CPUs, medians of {args.rounds} interleaved rounds\n")
     print_table(rows)
     if args.json:

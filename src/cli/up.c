@@ -152,8 +152,11 @@ static void build_children(const up_opts *o, const char *self, const char *abs, 
 {
     static char q[PATH_MAX + 64], r[PATH_MAX + 64], in[PATH_MAX + 16], out[PATH_MAX + 16];
     static char port[16], timeout[16], vis[16], threads[16];
-    snprintf(q, sizeof q, "sqlite://%s/imgcls.db?queue=requests", abs);
-    snprintf(r, sizeof r, "sqlite://%s/imgcls.db?queue=responses", abs);
+    /* sync=normal: in WAL mode a commit then survives any process crash -- what "durable across
+     * restarts of any process" asks -- and only a power cut can lose the last ones. It saves an
+     * fsync on each of the ~6 queue writes per request. */
+    snprintf(q, sizeof q, "sqlite://%s/imgcls.db?queue=requests&sync=normal", abs);
+    snprintf(r, sizeof r, "sqlite://%s/imgcls.db?queue=responses&sync=normal", abs);
     snprintf(in, sizeof in, "file://%s/in", abs);
     snprintf(out, sizeof out, "file://%s/out", abs);
     snprintf(port, sizeof port, "%lu", o->port);

@@ -228,7 +228,7 @@ static unsigned store_and_send(web_request *r, web_handles *h, imgcls_errbuf *eb
     snprintf(m.id, sizeof m.id, "%s", up->pend.id);
     snprintf(m.file, sizeof m.file, "%s", up->filename);
     snprintf(m.reply_to, sizeof m.reply_to, "%s", r->srv->cfg.reply_url);
-    if (up->file.len <= MESSAGE_INLINE_MAX) {
+    if (up->file.len <= r->srv->cfg.inline_max) {
         m.image = up->file.data; /* borrowed: m is never passed to msg_request_free */
         m.image_len = up->file.len;
     } else {
@@ -317,7 +317,7 @@ static enum MHD_Result submit(web_request *r)
     up->sent_ms = clock_ms();
     up->phase = PH_WAITING;
     log_event("info", "web", "accepted id=%s file=%s bytes=%zu claim_check=%d", up->pend.id, up->filename,
-              up->file.len, up->file.len > MESSAGE_INLINE_MAX);
+              up->file.len, up->file.len > r->srv->cfg.inline_max);
     buf_free(&up->file); /* sent; nothing needs the bytes while the request waits */
     if (web_pending_park(s->pending, &up->pend))
         return MHD_YES; /* the dispatcher resumes the connection; MHD calls web_upload_finish again */
