@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-  build-essential cmake pkg-config clang python3-venv
+  build-essential cmake pkg-config clang python3-venv time
   libxnnpack-dev libpthreadpool-dev libturbojpeg0-dev libspng-dev libexif-dev
   libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev libssl-dev libcmocka-dev
   darknet   # ships data/dog.jpg and data/eagle.jpg, real photos for the tests
