@@ -207,8 +207,22 @@ static bool body_ok(web_request *r)
     return up->refuse_status == 0;
 }
 
-/* Writes the input bucket and sends the request message, with h. Fills eb and returns the HTTP status
- * for a failure, or 0. */
+/* The assignment's layout: the image under its own name. Two uploads of one name overwrite each
+ * other here, so the worker never reads this key: it gets the image inline or by the claim check.
+ * Written after the request is sent, so the fsyncs overlap the worker's classification instead of
+ * adding to the client's wait (measured: ~3 ms for a 160 KB photo). A failure here loses the copy,
+ * not the request, so it is logged, not answered. */
+static void store_named_copy(web_upload *up, web_handles *h)
+{
+    double t = clock_ms();
+    if (store_put(h->in, up->filename, up->file.data, up->file.len))
+        log_event("warn", "web", "input_copy_failed id=%s file=%s detail=\"%s\"", up->pend.id, up->filename,
+                  h->in->err.msg);
+    up->ms.store += clock_ms() - t;
+}
+
+/* Sends the request message (after the claim check, for a large image) and writes the named copy,
+ * with h. Fills eb and returns the HTTP status for a failure, or 0. */
 static unsigned store_and_send(web_request *r, web_handles *h, imgcls_errbuf *eb)
 {
     web_upload *up = r->up;
@@ -218,13 +232,6 @@ static unsigned store_and_send(web_request *r, web_handles *h, imgcls_errbuf *eb
     memset(&m, 0, sizeof m);
     buf_init(&msg, QUEUE_MAX_BODY);
     double t = clock_ms();
-    /* The assignment's layout: the image under its own name. Two uploads of one name overwrite each
-     * other here, so the worker never reads this key: it gets the image inline or by the claim check. */
-    if (store_put(h->in, up->filename, up->file.data, up->file.len)) {
-        status = 500;
-        imgcls_fail(eb, IMGCLS_EBACKEND, "cannot store the image in the input bucket: %s", h->in->err.msg);
-        goto out;
-    }
     snprintf(m.id, sizeof m.id, "%s", up->pend.id);
     snprintf(m.file, sizeof m.file, "%s", up->filename);
     snprintf(m.reply_to, sizeof m.reply_to, "%s", r->srv->cfg.reply_url);
@@ -253,6 +260,7 @@ static unsigned store_and_send(web_request *r, web_handles *h, imgcls_errbuf *eb
         goto out;
     }
     up->ms.send = clock_ms() - t;
+    store_named_copy(up, h);
 out:
     buf_free(&msg);
     return status;

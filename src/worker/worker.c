@@ -154,40 +154,32 @@ static void prepare_item(worker *w, const queue_msg *m, item *it)
     }
 }
 
-/* Classifies the ITEM_READY items as one batch. Returns 0 or a batch-wide engine error. */
-static int classify_items(worker *w, item *items, size_t n)
+/* Classifies one ITEM_READY item. Returns 0 (the item is now ITEM_ANSWER, with a result or an error
+ * about its image), or an engine failure that is nobody's image's fault: then the message is left
+ * for redelivery. */
+static int classify_item(worker *w, item *it)
 {
-    engine_image imgs[QUEUE_MAX_BATCH];
-    engine_result res[QUEUE_MAX_BATCH];
-    size_t map[QUEUE_MAX_BATCH], m = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (items[i].state != ITEM_READY)
-            continue;
-        imgs[m] = items[i].req.image ? (engine_image){items[i].req.image, items[i].req.image_len}
-                                     : (engine_image){items[i].fetched.data, items[i].fetched.len};
-        map[m++] = i;
-    }
+    engine_image img = it->req.image ? (engine_image){it->req.image, it->req.image_len}
+                                     : (engine_image){it->fetched.data, it->fetched.len};
+    engine_result res;
     imgcls_errbuf eb = {{0}};
-    int rc = m ? engine_classify(w->eng, imgs, m, 5, res, &eb) : 0;
+    int rc = engine_classify(w->eng, &img, 1, 5, &res, &eb);
     if (rc) {
-        log_event("error", "worker", "classify_failed n=%zu detail=\"%s\"", m, eb.msg);
+        log_event("error", "worker", "classify_failed id=%s detail=\"%s\"", it->req.id, eb.msg);
         return rc;
     }
-    for (size_t j = 0; j < m; j++) {
-        item *it = &items[map[j]];
-        it->state = ITEM_ANSWER;
-        it->resp.ms = (msg_timing){.fetch_ms = it->fetch_ms, .decode_ms = res[j].decode_ms, .infer_ms = res[j].infer_ms};
-        if (res[j].rc) {
-            set_error(it, res[j].rc, res[j].error);
-            continue;
-        }
-        it->resp.ntop = res[j].ntop;
-        for (size_t k = 0; k < res[j].ntop; k++) {
-            msg_class *c = &it->resp.top[k];
-            snprintf(c->label, sizeof c->label, "%s", engine_label(w->eng, res[j].top[k].index));
-            c->index = res[j].top[k].index;
-            c->prob = res[j].top[k].prob;
-        }
+    it->state = ITEM_ANSWER;
+    it->resp.ms = (msg_timing){.fetch_ms = it->fetch_ms, .decode_ms = res.decode_ms, .infer_ms = res.infer_ms};
+    if (res.rc) {
+        set_error(it, res.rc, res.error);
+        return 0;
+    }
+    it->resp.ntop = res.ntop;
+    for (size_t k = 0; k < res.ntop; k++) {
+        msg_class *c = &it->resp.top[k];
+        snprintf(c->label, sizeof c->label, "%s", engine_label(w->eng, res.top[k].index));
+        c->index = res.top[k].index;
+        c->prob = res.top[k].prob;
     }
     return 0;
 }
@@ -233,6 +225,9 @@ static void answer_item(worker *w, const queue_msg *m, item *it)
     buf_free(&json);
 }
 
+/* The batch is received, decoded and fetched together; then each image is classified and answered
+ * in turn, so the first client of a batch of 10 does not wait for the other nine images (the engine
+ * runs images one at a time anyway: see engine.c). */
 static void process_batch(worker *w, const queue_msg *msgs, size_t n)
 {
     item items[QUEUE_MAX_BATCH];
@@ -240,10 +235,11 @@ static void process_batch(worker *w, const queue_msg *msgs, size_t n)
     double t0 = clock_ms();
     for (size_t i = 0; i < n; i++)
         prepare_item(w, &msgs[i], &items[i]);
-    int rc = classify_items(w, items, n);
     for (size_t i = 0; i < n; i++) {
+        if (items[i].state == ITEM_READY)
+            classify_item(w, &items[i]);
         items[i].resp.ms.total_ms = clock_ms() - t0;
-        if (!rc && items[i].state == ITEM_ANSWER)
+        if (items[i].state == ITEM_ANSWER)
             answer_item(w, &msgs[i], &items[i]);
         msg_request_free(&items[i].req);
         buf_free(&items[i].fetched);
