@@ -129,7 +129,11 @@ static void prepare_item(worker *w, const queue_msg *m, item *it)
     imgcls_errbuf eb = {{0}};
     buf_init(&it->fetched, IMAGE_DEFAULT_MAX_BYTES);
     if (msg_request_decode(m->body, m->len, &it->req, &eb)) {
+        /* It can never decode, and it names no reply queue to complain to. Released at once, it is
+         * received again straight away and reaches the dead-letter queue after max_receives
+         * deliveries, in milliseconds rather than max_receives visibility timeouts. */
         log_event("warn", "worker", "bad_message msg=%s receives=%u detail=\"%s\"", m->id, m->receive_count, eb.msg);
+        queue_change_visibility(w->requests, m->receipt, 0);
         return;
     }
     snprintf(it->resp.id, sizeof it->resp.id, "%s", it->req.id);

@@ -184,3 +184,18 @@ def test_ctrl_c_stops_everything(imgcls, tmp_path):
     assert s.stop() == 0
     for pid in kids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+def queue_tool(*args, stdin=b"") -> str:
+    from conftest import BUILD
+
+    return subprocess.run([BUILD / "queue_tool", *map(str, args)], input=stdin, capture_output=True, check=True
+                          ).stdout.decode()
+
+
+def test_poison_message_goes_to_the_dead_letter_queue(system, images, expected):
+    db = system.data.resolve() / "imgcls.db"
+    queue_tool("send", f"sqlite://{db}?queue=requests&sync=normal", stdin=b'{"v":1,"id":"not a request"')
+    dlq = f"sqlite://{db}?queue=requests-dlq&sync=normal"
+    wait_for(lambda: queue_tool("depth", dlq).split()[0] == "1", what="the poison message in the dead-letter queue")
+    assert post(system.url, images[0]).text == expected[images[0].stem]  # and the system still serves
