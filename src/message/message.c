@@ -9,6 +9,8 @@
  * whitespace, accepts non-canonical padding bits, and counts the padding in the length it returns. */
 #include "message/message.h"
 
+#include "common/json_buf.h"
+
 #include "queue/queue.h"
 
 #include <jansson.h>
@@ -22,30 +24,10 @@
 
 /* ---- encoding ---- */
 
-typedef struct dump_ctx {
-    imgcls_buf *out;
-    int rc;
-} dump_ctx;
-
-static int dump_cb(const char *p, size_t n, void *data)
-{
-    dump_ctx *c = data;
-    c->rc = buf_append(c->out, p, n);
-    return c->rc ? -1 : 0;
-}
-
 /* Serialises o into out, leaving out as it was on failure. */
 static int dump(json_t *o, imgcls_buf *out)
 {
-    size_t start = out->len;
-    dump_ctx c = {out, 0};
-    if (json_dump_callback(o, dump_cb, &c, JSON_COMPACT) != 0) {
-        out->len = start;
-        if (out->data)
-            out->data[start] = 0;
-        return c.rc ? c.rc : IMGCLS_EINVAL;
-    }
-    return 0;
+    return json_buf_dump(o, 0, out);
 }
 
 /* A char array field holds a NUL-terminated string of at least min bytes. */

@@ -1,6 +1,8 @@
 /* Ids, file-name checks and answer bodies (contract in web_render.h). */
 #include "web/web_render.h"
 
+#include "common/json_buf.h"
+
 #include "common/error.h"
 
 #include <jansson.h>
@@ -94,27 +96,9 @@ unsigned web_status_for_error(const char *code)
     return 500;
 }
 
-typedef struct dump_ctx {
-    imgcls_buf *out;
-    int rc;
-} dump_ctx;
-
-static int dump_cb(const char *p, size_t n, void *data)
-{
-    dump_ctx *c = data;
-    c->rc = buf_append(c->out, p, n);
-    return c->rc ? -1 : 0;
-}
-
-/* Appends o as compact JSON and takes o's reference (o may be NULL: a failed pack). */
 static int dump_json(json_t *o, imgcls_buf *out)
 {
-    dump_ctx c = {out, 0};
-    int rc = 0;
-    if (!o)
-        rc = IMGCLS_ENOMEM;
-    else if (json_dump_callback(o, dump_cb, &c, JSON_COMPACT | JSON_REAL_PRECISION(WEB_JSON_DIGITS)) != 0)
-        rc = c.rc ? c.rc : IMGCLS_EINVAL;
+    int rc = o ? json_buf_dump(o, JSON_REAL_PRECISION(WEB_JSON_DIGITS), out) : IMGCLS_ENOMEM;
     json_decref(o);
     return rc;
 }
