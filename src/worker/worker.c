@@ -140,7 +140,9 @@ static void prepare_item(worker *w, const queue_msg *m, item *it)
     snprintf(it->resp.file, sizeof it->resp.file, "%s", it->req.file);
     snprintf(it->resp.worker, sizeof it->resp.worker, "%s", w->name);
     if (!reply_url_allowed(w->o.queue_url, it->req.reply_to)) {
+        /* as hopeless as an undecodable message: straight on towards the dead-letter queue */
         log_event("warn", "worker", "reply_to_refused id=%s reply_to=%s", it->req.id, it->req.reply_to);
+        queue_change_visibility(w->requests, m->receipt, 0);
         return;
     }
     it->state = ITEM_READY;
