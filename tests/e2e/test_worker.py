@@ -1,0 +1,105 @@
+"""`imgcls worker` on its own: it drains its batch on SIGTERM, and it keeps a long batch invisible.
+
+The web tier and the workers are started directly (not through `imgcls up`) so that each test
+chooses the workers' flags and signals them itself.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image
+
+from test_system import free_port, post, wait_for
+
+
+class Stack:
+    def __init__(self, imgcls: Path, tmp: Path):
+        self.imgcls, self.tmp = imgcls, tmp
+        data = (tmp / "data").resolve()
+        (data / "in").mkdir(parents=True)
+        (data / "out").mkdir()
+        self.queue = f"sqlite://{data}/imgcls.db?queue=requests&sync=normal"
+        self.common = ["--in-bucket", f"file://{data}/in", "--out-bucket", f"file://{data}/out"]
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}/"
+        self.procs = [self._start("web", "--port", str(port), "--queue", self.queue, "--reply-queue",
+                                  f"sqlite://{data}/imgcls.db?queue=responses&sync=normal")]
+
+        def healthy():
+            try:
+                return requests.get(self.url + "healthz", timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_for(healthy, what="the web tier")
+
+    def _start(self, role: str, *args: str) -> subprocess.Popen:
+        log = open(self.tmp / f"{role}-{len(getattr(self, 'procs', []))}.log", "w")
+        return subprocess.Popen([self.imgcls, role, *args, *self.common], stdout=log, stderr=subprocess.STDOUT)
+
+    def worker(self, *args: str) -> subprocess.Popen:
+        p = self._start("worker", "--queue", self.queue, *args)
+        self.procs.append(p)
+        return p
+
+    def metric(self, name: str) -> float:
+        text = requests.get(self.url + "metrics", timeout=5).text
+        return float(next(line for line in text.splitlines() if line.startswith(name)).split()[-1])
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            p.wait(timeout=30)
+
+
+@pytest.fixture
+def stack(imgcls, tmp_path):
+    s = Stack(imgcls, tmp_path)
+    yield s
+    s.stop()
+
+
+def test_sigterm_finishes_the_batch_in_hand(stack, photos):
+    # A visibility far beyond the test's patience: only the signalled worker finishing its batch can
+    # answer the requests it holds.
+    first = stack.worker("--visibility", "600")
+    paths = [photos[name][0] for name in ("dog", "eagle", "chelsea", "coffee", "grace_hopper")] * 2
+    with concurrent.futures.ThreadPoolExecutor(len(paths)) as pool:
+        futures = [pool.submit(post, stack.url, p) for p in paths]
+        wait_for(lambda: stack.metric('imgcls_queue_depth{state="in_flight"}') > 0, what="a batch in hand")
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=60) == 0
+        # What it had not received yet is still queued; a second worker answers that.
+        stack.worker("--visibility", "600")
+        answers = [f.result() for f in futures]
+    assert all(r.status_code == 200 for r in answers), [r.text for r in answers]
+
+
+@pytest.mark.slow
+def test_a_long_batch_stays_invisible(stack, tmp_path):
+    # Reference mode runs the network at the image's own size: ten 2 MP images take several times
+    # the 3 s visibility timeout. Without the heartbeat they would become visible mid-batch and the
+    # second worker would answer them again; the web tier counts such duplicate answers.
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for i in range(10):
+        Image.new("RGB", (1600, 1200), (20 * i, 100, 200 - 10 * i)).save(folder / f"big_{i}.jpg", "JPEG")
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        futures = [pool.submit(post, stack.url, p) for p in sorted(folder.iterdir())]
+        # All ten queued before the first worker starts, so that it takes them as one batch; the
+        # second worker then waits for anything that slips out of it.
+        wait_for(lambda: stack.metric('imgcls_queue_depth{state="visible"}') == 10, what="ten queued requests")
+        stack.worker("--visibility", "3", "--preprocess", "reference")
+        wait_for(lambda: stack.metric('imgcls_queue_depth{state="in_flight"}') == 10, what="one batch of ten")
+        stack.worker("--visibility", "3", "--preprocess", "reference")
+        answers = [f.result() for f in futures]
+    assert all(r.status_code == 200 for r in answers), [r.text for r in answers]
+    assert stack.metric("imgcls_http_responses_unmatched_total") == 0
