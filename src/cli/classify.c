@@ -75,7 +75,7 @@ static void print_json(const engine *e, const char *path, const engine_result *r
                             engine_label(e, r->top[0].index), "index", (json_int_t)r->top[0].index, "prob",
                             (double)r->top[0].prob, "top", top, "ms", "decode", r->decode_ms, "infer",
                             r->infer_ms);
-    char *s = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    char *s = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
     if (s)
         printf("%s\n", s);
     free(s);
