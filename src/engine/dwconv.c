@@ -240,6 +240,19 @@ static DW_TARGET void dw_row_none(const dw_job *j, dw_rowblk *rb)
     dw_row_variant(0, 0, j, rb);
 }
 
+/* One output row whose input rows rb->r[] are set (NULL: outside the image): the variant for them. */
+static void dw_row(const dw_job *j, dw_rowblk *rb)
+{
+    if (rb->r[0] && rb->r[2])
+        dw_row_tb(j, rb);
+    else if (rb->r[0])
+        dw_row_t(j, rb);
+    else if (rb->r[2])
+        dw_row_b(j, rb);
+    else
+        dw_row_none(j, rb);
+}
+
 /* pthreadpool task: output row `row` of the whole batch (image row / oh, output row row % oh). */
 static void dw_task(void *ctx, size_t row)
 {
@@ -252,14 +265,16 @@ static void dw_task(void *ctx, size_t row)
     rb.r[1] = img + mid * s->in_w * c;
     rb.r[2] = mid + 1 < s->in_h ? img + (mid + 1) * s->in_w * c : NULL;
     rb.y = j->y + row * j->ow * c;
-    if (rb.r[0] && rb.r[2])
-        dw_row_tb(j, &rb);
-    else if (rb.r[0])
-        dw_row_t(j, &rb);
-    else if (rb.r[2])
-        dw_row_b(j, &rb);
-    else
-        dw_row_none(j, &rb);
+    dw_row(j, &rb);
+}
+
+void dwconv_run_row(const dwconv_weights *pw, size_t in_w, size_t stride, const float *const rows[3], float *y,
+                    float lo, float hi)
+{
+    dw_job j = {.pw = pw, .lo = lo, .hi = hi};
+    dw_rowblk rb = {.r = {rows[0], rows[1], rows[2]}, .y = y, .w = in_w, .c = pw->c, .s = stride,
+                    .ow = dwconv_out_side(in_w, stride)};
+    dw_row(&j, &rb);
 }
 
 void dwconv_run(const dwconv_weights *pw, const dwconv_shape *s, const float *x, float *y, float lo, float hi,

@@ -41,4 +41,11 @@ size_t dwconv_out_side(size_t in, size_t stride);
 void dwconv_run(const dwconv_weights *pw, const dwconv_shape *s, const float *x, float *y, float lo, float hi,
                 pthreadpool_t pool);
 
+/* One output row of one image, for callers that keep the input rows elsewhere than in one NHWC tensor
+ * (fused.h keeps them in a ring buffer): rows[ky] is input row oy*stride-1+ky of width in_w (NULL: outside
+ * the image; rows[1] never is), y the row's out_w x c outputs. Computes exactly what dwconv_run computes
+ * for that row, on the caller's thread. */
+void dwconv_run_row(const dwconv_weights *pw, size_t in_w, size_t stride, const float *const rows[3], float *y,
+                    float lo, float hi);
+
 #endif
