@@ -15,30 +15,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "kernel_test.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static float frand(uint32_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 17;
-    *s ^= *s << 5;
-    return (float)(*s >> 8) / (float)(1u << 23) - 1.0f;
-}
-
-static float *rand_floats(size_t n, uint32_t seed)
-{
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    assert_non_null(p);
-    uint32_t s = seed * 2654435761u + 1;
-    for (size_t i = 0; i < n; i++)
-        p[i] = frand(&s) * 2.0f; /* [-2, 2): relu6 and relu both clip something */
-    return p;
-}
-
-static const float LO[3] = {-INFINITY, 0.0f, 0.0f};
-static const float HI[3] = {INFINITY, INFINITY, 6.0f}; /* none, relu, relu6 */
 
 /* w is [3][3][c], as in the weight file. */
 static double naive_at(const dwconv_shape *s, size_t c, const float *x, const float *w, const float *bias, size_t b,
@@ -86,18 +67,6 @@ static void run_case(size_t batch, size_t h, size_t w, size_t c, size_t stride, 
     free(bias);
     free(y1);
     free(y2);
-}
-
-static int setup_pool(void **state)
-{
-    *state = pthreadpool_create(3);
-    return *state ? 0 : -1;
-}
-
-static int teardown_pool(void **state)
-{
-    pthreadpool_destroy(*state);
-    return 0;
 }
 
 static void test_dwconv_small_sides(void **state)

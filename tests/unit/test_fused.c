@@ -18,27 +18,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "kernel_test.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static float frand(uint32_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 17;
-    *s ^= *s << 5;
-    return (float)(*s >> 8) / (float)(1u << 23) - 1.0f;
-}
-
-static float *rand_floats(size_t n, uint32_t seed)
-{
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    assert_non_null(p);
-    uint32_t s = seed * 2654435761u + 1;
-    for (size_t i = 0; i < n; i++)
-        p[i] = frand(&s) * 2.0f; /* [-2, 2): relu6 clips both ends of the expand's sums */
-    return p;
-}
 
 static float *alloc_floats(size_t n)
 {
@@ -103,18 +87,6 @@ static void run_case(const tcase *t, pthreadpool_t pool)
     gemm_weights_free(gp);
     dwconv_weights_free(gd);
     free(x), free(we), free(be), free(wd), free(bd), free(wp), free(bp), free(res), free(want), free(got);
-}
-
-static int setup_pool(void **state)
-{
-    *state = pthreadpool_create(3);
-    return *state ? 0 : -1;
-}
-
-static int teardown_pool(void **state)
-{
-    pthreadpool_destroy(*state);
-    return 0;
 }
 
 static void test_fused_small_sides(void **state)

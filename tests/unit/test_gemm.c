@@ -15,30 +15,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "kernel_test.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- helpers ------------------------------------------------------------------------------------ */
-
-/* A fixed xorshift stream in [-1, 1), so a failure reproduces. */
-static float frand(uint32_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 17;
-    *s ^= *s << 5;
-    return (float)(*s >> 8) / (float)(1u << 23) - 1.0f;
-}
-
-static float *rand_floats(size_t n, uint32_t seed)
-{
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    assert_non_null(p);
-    uint32_t s = seed * 2654435761u + 1;
-    for (size_t i = 0; i < n; i++)
-        p[i] = frand(&s) * 2.0f; /* [-2, 2): relu6 and relu both clip something */
-    return p;
-}
 
 static double clampd(double v, float lo, float hi)
 {
@@ -56,9 +39,6 @@ static void expect_close(const float *got, size_t ldc, const double *want, size_
                 fail_msg("c[%zu][%zu] = %.7g, want %.7g", i, j, g, w);
         }
 }
-
-static const float LO[3] = {-INFINITY, 0.0f, 0.0f};
-static const float HI[3] = {INFINITY, INFINITY, 6.0f}; /* none, relu, relu6 */
 
 /* ---- gemm_run ----------------------------------------------------------------------------------- */
 
@@ -118,18 +98,6 @@ static void run_case(const gemm_case *t, pthreadpool_t pool)
     free(c);
     free(c3);
     free(want);
-}
-
-static int setup_pool(void **state)
-{
-    *state = pthreadpool_create(3);
-    return *state ? 0 : -1;
-}
-
-static int teardown_pool(void **state)
-{
-    pthreadpool_destroy(*state);
-    return 0;
 }
 
 static void test_gemm_awkward_sizes(void **state)
