@@ -39,6 +39,16 @@ def wait_for(cond, timeout=60.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def wait_healthy(url: str, what: str):
+    def healthy():
+        try:
+            return requests.get(url + "healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(healthy, what=what)
+
+
 def children_of(pid: int) -> list[tuple[int, str]]:
     out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
     return [(int(line.split(None, 1)[0]), line.split(None, 1)[1]) for line in out.splitlines() if line.strip()]
@@ -53,14 +63,7 @@ class System:
         self.proc = subprocess.Popen([imgcls, "up", "--port", str(self.port), "--data-dir", self.data,
                                       "--workers", "2", "--visibility", "4"],
                                      stdout=self.log, stderr=subprocess.STDOUT)
-
-        def healthy():
-            try:
-                return requests.get(self.url + "healthz", timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_for(healthy, what="imgcls up to answer /healthz")
+        wait_healthy(self.url, "imgcls up to answer /healthz")
 
     def workers(self) -> list[int]:
         return [pid for pid, args in children_of(self.proc.pid) if " worker " in f" {args} "]

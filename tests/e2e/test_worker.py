@@ -15,7 +15,7 @@ import pytest
 import requests
 from PIL import Image
 
-from test_system import free_port, post, wait_for
+from test_system import free_port, post, wait_for, wait_healthy
 
 
 class Stack:
@@ -30,14 +30,7 @@ class Stack:
         self.url = f"http://127.0.0.1:{port}/"
         self.procs = [self._start("web", "--port", str(port), "--queue", self.queue, "--reply-queue",
                                   f"sqlite://{data}/imgcls.db?queue=responses&sync=normal")]
-
-        def healthy():
-            try:
-                return requests.get(self.url + "healthz", timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_for(healthy, what="the web tier")
+        wait_healthy(self.url, "the web tier")
 
     def _start(self, role: str, *args: str) -> subprocess.Popen:
         log = open(self.tmp / f"{role}-{len(getattr(self, 'procs', []))}.log", "w")
