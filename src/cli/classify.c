@@ -19,7 +19,7 @@
 
 typedef struct classify_opts {
     const char *model, *preprocess;
-    unsigned long top, threads, batch, max_bytes, max_pixels;
+    unsigned long top, threads, batch, max_bytes, max_pixels, max_image_mb;
     bool json;
 } classify_opts;
 
@@ -43,6 +43,9 @@ static size_t options(classify_opts *o, config_opt *t)
          &o->max_bytes},
         {"max-pixels", CONFIG_UINT, "40000000", "largest image accepted, in pixels (width x height)", 1,
          1ul << 32, &o->max_pixels},
+        {"max-image-mb", CONFIG_UINT, "1024",
+         "most memory one image may need (pixels, tensor, network activations), in MiB", 16, 1ul << 20,
+         &o->max_image_mb},
         {"json", CONFIG_BOOL, NULL, "print one JSON object per file", 0, 0, &o->json},
     };
     memcpy(t, opts, sizeof opts);
@@ -144,6 +147,7 @@ int cli_classify(int argc, char **argv)
     cfg.threads = (unsigned)o.threads;
     cfg.limits.max_bytes = o.max_bytes;
     cfg.limits.max_pixels = o.max_pixels;
+    cfg.max_memory = (size_t)o.max_image_mb << 20;
     if (preprocess_mode_parse(o.preprocess, &cfg.mode)) {
         fprintf(stderr, "imgcls classify: --preprocess must be imagenet or reference, not '%s'\n", o.preprocess);
         status = 2;

@@ -24,6 +24,7 @@ void engine_config_default(engine_config *cfg)
     cfg->mode = PREPROCESS_IMAGENET;
     cfg->limits.max_bytes = IMAGE_DEFAULT_MAX_BYTES;
     cfg->limits.max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
+    cfg->max_memory = ENGINE_DEFAULT_MAX_MEMORY;
 }
 
 const char *engine_default_model_path(void)
@@ -39,6 +40,10 @@ int engine_open(const engine_config *cfg, engine **out, imgcls_errbuf *eb)
     if (!e)
         return IMGCLS_ENOMEM;
     e->cfg = *cfg;
+    /* The memory limit becomes a pixel limit that the decoder checks from the header, before it allocates. */
+    uint64_t per_px = cfg->mode == PREPROCESS_REFERENCE ? ENGINE_REFERENCE_BYTES_PER_PIXEL : ENGINE_DECODE_BYTES_PER_PIXEL;
+    if (cfg->max_memory && cfg->max_memory / per_px < e->cfg.limits.max_pixels)
+        e->cfg.limits.max_pixels = cfg->max_memory / per_px;
     if (!e->cfg.model_path)
         e->cfg.model_path = engine_default_model_path();
     int rc = model_file_open(e->cfg.model_path, &e->model, eb);
@@ -131,14 +136,41 @@ void engine_topk(const float *logits, size_t nclasses, size_t k, engine_class *o
  * one at a time, because the activations of 8 images no longer fit in L2; and one shape means one
  * plan, so workers never rebuild plans as their batch sizes vary. Batching still pays where it is
  * cheap: one receive, one decode loop and one set of writes per batch. */
+/* Refuses, in r, an input whose activations would take the image over the memory limit, or whose shape
+ * the network cannot take: both belong to the image, and retrying it can never succeed. */
+static bool network_fits(engine *e, const image_tensor *t, engine_result *r)
+{
+    size_t bytes = 0, tensor = (size_t)t->w * t->h * 3 * sizeof(float);
+    imgcls_errbuf neb = {{0}};
+    if (network_plan_bytes(e->net, 1, t->h, t->w, &bytes, &neb)) {
+        r->rc = IMGCLS_EFORMAT;
+        snprintf(r->error, sizeof r->error, "the network cannot take a %ux%u image: %s", t->w, t->h, neb.msg);
+        return false;
+    }
+    if (e->cfg.max_memory && bytes + tensor > e->cfg.max_memory) {
+        r->rc = IMGCLS_ETOOBIG;
+        snprintf(r->error, sizeof r->error, "a %ux%u image needs %zu MiB for the network, over the limit of %zu MiB",
+                 t->w, t->h, (bytes + tensor) >> 20, e->cfg.max_memory >> 20);
+        return false;
+    }
+    return true;
+}
+
+/* Plans bigger than imagenet mode's are freed after their image: reference-mode sizes rarely repeat, and
+ * four cached plans of large images would hold four times the memory limit. */
+#define ENGINE_KEEP_PLAN_BYTES ((size_t)64 * 1024 * 1024)
+
 static int run_one(engine *e, const image_tensor *t, size_t k, engine_result *r, imgcls_errbuf *eb)
 {
     size_t ncls = e->model->num_classes;
     int rc = ensure_floats(&e->logits, &e->logits_cap, ncls);
     if (rc)
         return rc;
+    if (!network_fits(e, t, r))
+        return 0;
     double t0 = clock_ms();
     rc = network_run(e->net, t->data, 1, t->h, t->w, e->logits, eb);
+    network_trim(e->net, ENGINE_KEEP_PLAN_BYTES);
     if (rc)
         return rc;
     r->infer_ms = clock_ms() - t0;

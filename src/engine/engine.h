@@ -19,9 +19,21 @@ typedef struct engine_config {
     unsigned threads;       /* 1 = the caller's thread only */
     preprocess_mode mode;
     image_limits limits;
+    /* The most memory one image may need: decoded pixels, the input tensor and the network's activations
+     * together. An image over it is refused (IMGCLS_ETOOBIG in its result) before the big allocations:
+     * from its header, its pixels may need up to ENGINE_DECODE_BYTES_PER_PIXEL bytes each (imagenet) or
+     * ENGINE_REFERENCE_BYTES_PER_PIXEL (reference, which also keeps a float tensor of the full image),
+     * and in reference mode the network's plan for its size is then worked out and checked too. */
+    size_t max_memory;
 } engine_config;
 
-/* The defaults: the built model, 1 thread, imagenet preprocessing, 20 MB / 40 MP limits. */
+#define ENGINE_DEFAULT_MAX_MEMORY ((size_t)1024 * 1024 * 1024)
+/* Decoding peaks at 4 bytes a pixel (CMYK) plus 3 for an EXIF-rotated copy; 8 leaves a margin. */
+#define ENGINE_DECODE_BYTES_PER_PIXEL 8u
+/* Reference mode: the RGB pixels (3) and their float tensor (12) are alive together, 16 with a margin. */
+#define ENGINE_REFERENCE_BYTES_PER_PIXEL 16u
+
+/* The defaults: the built model, 1 thread, imagenet preprocessing, 20 MB / 40 MP limits, 1 GiB per image. */
 void engine_config_default(engine_config *cfg);
 
 /* $IMGCLS_MODEL if set, else the model `make` builds (models/mobilenet_v2.imgw in the source tree). */

@@ -65,6 +65,7 @@ typedef struct plan {
     value_plan *vals; /* NULL: slot empty */
     float *arena;
     float *scratch; /* im2col rows for EXEC_CONV layers */
+    size_t bytes;   /* arena + scratch */
 } plan;
 
 /* How a layer runs. EXEC_GEMM: 1x1 stride-1 unpadded convolutions and the linear layer, whose input
@@ -438,6 +439,44 @@ static void plan_clear(plan *p)
     memset(p, 0, sizeof *p);
 }
 
+/* The shapes get_plan accepts. */
+static int shape_ok(size_t batch, uint32_t h, uint32_t w, imgcls_errbuf *eb)
+{
+    if (batch == 0 || batch > NETWORK_MAX_BATCH || h < 32 || w < 32 || h > 16384 || w > 16384)
+        return imgcls_fail(eb, IMGCLS_EINVAL, "cannot run a batch of %zu images of %ux%u", batch, w, h);
+    return 0;
+}
+
+int network_plan_bytes(const network *n, size_t batch, uint32_t h, uint32_t w, size_t *bytes, imgcls_errbuf *eb)
+{
+    size_t total = 0;
+    *bytes = 0;
+    int rc = shape_ok(batch, h, w, eb);
+    if (rc)
+        return rc;
+    value_plan *vals = calloc(n->m->num_values, sizeof *vals);
+    if (!vals)
+        return IMGCLS_ENOMEM;
+    vals[0] = (value_plan){.h = h, .w = w, .c = 3};
+    rc = plan_values(n, vals, batch, &total, eb);
+    if (!rc)
+        *bytes = (total + plan_scratch(n, vals, batch)) * sizeof(float);
+    free(vals);
+    return rc;
+}
+
+void network_trim(network *n, size_t max_bytes)
+{
+    for (size_t i = 0; i < NETWORK_MAX_RUNTIMES; i++) {
+        plan *p = &n->plans[i];
+        if (!p->vals || p->bytes <= max_bytes)
+            continue;
+        if (n->setup_plan == p)
+            n->setup_plan = NULL;
+        plan_clear(p);
+    }
+}
+
 static int plan_build(const network *n, plan *p, size_t batch, uint32_t h, uint32_t w, imgcls_errbuf *eb)
 {
     size_t total = 0;
@@ -463,6 +502,7 @@ static int plan_build(const network *n, plan *p, size_t batch, uint32_t h, uint3
     p->batch = batch;
     p->h = h;
     p->w = w;
+    p->bytes = (total + scratch) * sizeof(float);
 out:
     if (rc)
         plan_clear(p);
@@ -592,8 +632,9 @@ static int run_layers(network *n, const run_ctx *r, imgcls_errbuf *eb)
 /* Finds the plan for a shape, building it in the least recently used slot if needed. */
 static int get_plan(network *n, size_t batch, uint32_t h, uint32_t w, plan **out, imgcls_errbuf *eb)
 {
-    if (batch == 0 || batch > NETWORK_MAX_BATCH || h < 32 || w < 32 || h > 16384 || w > 16384)
-        return imgcls_fail(eb, IMGCLS_EINVAL, "cannot run a batch of %zu images of %ux%u", batch, w, h);
+    int rc = shape_ok(batch, h, w, eb);
+    if (rc)
+        return rc;
     plan *victim = &n->plans[0];
     for (size_t i = 0; i < NETWORK_MAX_RUNTIMES; i++) {
         plan *p = &n->plans[i];
@@ -608,7 +649,7 @@ static int get_plan(network *n, size_t batch, uint32_t h, uint32_t w, plan **out
     plan_clear(victim);
     if (n->setup_plan == victim)
         n->setup_plan = NULL; /* the slot is about to hold another shape */
-    int rc = plan_build(n, victim, batch, h, w, eb);
+    rc = plan_build(n, victim, batch, h, w, eb);
     if (rc)
         return rc;
     victim->last_used = ++n->tick;

@@ -29,6 +29,14 @@ void network_destroy(network *n); /* accepts NULL */
 /* Builds (or finds) the plan for this shape now, so that the first run does not pay for it. */
 int network_prepare(network *n, size_t batch, uint32_t h, uint32_t w, imgcls_errbuf *eb);
 
+/* The bytes of activations and scratch a plan for this shape allocates, worked out without allocating
+ * them (the engine's memory limit). Returns 0, or IMGCLS_EINVAL for a shape the network cannot take. */
+int network_plan_bytes(const network *n, size_t batch, uint32_t h, uint32_t w, size_t *bytes, imgcls_errbuf *eb);
+
+/* Frees every cached plan over max_bytes, so that one large image's activations do not stay allocated
+ * after it has been answered. */
+void network_trim(network *n, size_t max_bytes);
+
 /* Runs a batch: input is batch x h x w x 3 floats (NHWC) with XNN_EXTRA_BYTES of slack after it;
  * logits receives batch x num_classes floats. Returns 0, IMGCLS_EINVAL for a shape the network
  * cannot take (batch 0 or > NETWORK_MAX_BATCH, a side under 32), IMGCLS_ENOMEM (a new shape's
