@@ -12,6 +12,7 @@
 #include "common/json_buf.h"
 
 #include "queue/queue.h"
+#include "store/store.h"
 
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -21,6 +22,42 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* ---- the rules both directions enforce ---- */
+
+bool msg_id_valid(const char *s)
+{
+    size_t i = 0;
+    for (; s[i]; i++)
+        if (i >= MESSAGE_ID_LEN || !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return i == MESSAGE_ID_LEN;
+}
+
+/* NULL when the request's id, file and image key keep the rules in message.h, else which is broken. */
+static const char *request_problem(const msg_request *r)
+{
+    if (!msg_id_valid(r->id))
+        return "id: not 32 lowercase hex characters";
+    if (filename_problem(r->file, strlen(r->file)))
+        return "file: not a valid file name";
+    if (r->image_key[0]) {
+        char claim[STORE_MAX_SYSTEM_KEY];
+        store_key_claim(r->id, claim);
+        if (strcmp(r->image_key, claim) != 0)
+            return "image_key: not this request's claim key";
+    }
+    return NULL;
+}
+
+static const char *response_problem(const msg_response *r)
+{
+    if (!msg_id_valid(r->id))
+        return "id: not 32 lowercase hex characters";
+    if (r->file[0] && filename_problem(r->file, strlen(r->file)))
+        return "file: not a valid file name";
+    return NULL;
+}
 
 /* ---- encoding ---- */
 
@@ -64,7 +101,7 @@ int msg_request_encode(const msg_request *r, imgcls_buf *out)
     bool inline_img = r->image != NULL && r->image_len > 0;
     if (!field_ok(r->id, sizeof r->id, 1) || !field_ok(r->file, sizeof r->file, 1) ||
         !field_ok(r->reply_to, sizeof r->reply_to, 1) || !field_ok(r->image_key, sizeof r->image_key, 0) ||
-        inline_img == (r->image_key[0] != 0)) {
+        inline_img == (r->image_key[0] != 0) || request_problem(r)) {
         rc = IMGCLS_EINVAL;
         goto out;
     }
@@ -131,7 +168,7 @@ int msg_response_encode(const msg_response *r, imgcls_buf *out)
     }
     if (!field_ok(r->id, sizeof r->id, 1) || !field_ok(r->file, sizeof r->file, 0) ||
         !field_ok(r->error_code, sizeof r->error_code, 0) ||
-        !field_ok(r->error_message, sizeof r->error_message, 0) || set_str(o, "id", r->id) ||
+        !field_ok(r->error_message, sizeof r->error_message, 0) || response_problem(r) || set_str(o, "id", r->id) ||
         set_str(o, "file", r->file)) {
         rc = IMGCLS_EINVAL;
         goto out;
@@ -274,6 +311,9 @@ int msg_request_decode(const unsigned char *data, size_t len, msg_request *out, 
         rc = get_str(root, "reply_to", "reply_to", out->reply_to, sizeof out->reply_to, 1, eb);
     if (!rc)
         rc = decode_image(root, out, eb);
+    const char *why = rc ? NULL : request_problem(out);
+    if (why)
+        rc = imgcls_fail(eb, IMGCLS_ECORRUPT, "message: %s", why);
     json_decref(root);
     if (rc)
         msg_request_free(out);
@@ -364,6 +404,9 @@ int msg_response_decode(const unsigned char *data, size_t len, msg_response *out
         rc = corrupt(eb, "error", "a response has an error or a label, not both");
     if (!rc)
         rc = e ? decode_error(e, out, eb) : decode_result(root, out, eb);
+    const char *why = rc ? NULL : response_problem(out);
+    if (why)
+        rc = imgcls_fail(eb, IMGCLS_ECORRUPT, "message: %s", why);
     json_decref(root);
     if (rc)
         memset(out, 0, sizeof *out);

@@ -8,13 +8,16 @@
 
 #include "common/buf.h"
 #include "common/error.h"
+#include "common/filename.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define MESSAGE_VERSION 1
-#define MESSAGE_MAX_ID 64     /* request id, incl. NUL */
-#define MESSAGE_MAX_FILE 256  /* file name, incl. NUL */
+#define MESSAGE_ID_LEN 32     /* a request id is exactly this many lowercase hex characters */
+#define MESSAGE_MAX_ID 64     /* request id field, incl. NUL */
+#define MESSAGE_MAX_FILE (FILENAME_MAX_BYTES + 1) /* file name, incl. NUL */
 #define MESSAGE_MAX_REPLY 512 /* reply queue URL, incl. NUL */
 #define MESSAGE_MAX_LABEL 128 /* a label, incl. NUL */
 #define MESSAGE_MAX_TOP 10
@@ -64,11 +67,21 @@ typedef struct msg_response {
 int msg_request_encode(const msg_request *r, imgcls_buf *out);
 int msg_response_encode(const msg_response *r, imgcls_buf *out);
 
+/* Whether s is a request id as the web tier makes them: exactly MESSAGE_ID_LEN lowercase hex characters.
+ * A message is outside input, so its id is checked before it names anything (a result key, a claim). */
+bool msg_id_valid(const char *s);
+
 /* Decodes; on success the caller frees with msg_request_free (the response owns nothing). On failure
  * *out is zeroed and owns nothing. Fields this version does not know are ignored, so that a writer can
  * add an optional field under "v":1 during a rolling upgrade; everything known is checked. */
 int msg_request_decode(const unsigned char *data, size_t len, msg_request *out, imgcls_errbuf *eb);
 int msg_response_decode(const unsigned char *data, size_t len, msg_response *out, imgcls_errbuf *eb);
 void msg_request_free(msg_request *r);
+
+/* What decode checks beyond types and lengths: a request's id is msg_id_valid, its file passes
+ * filename_problem, its image_key (if any) is the request's own claim key (store_key_claim), and its
+ * reply_to is non-empty (whether it names a queue the worker may answer on is the worker's call:
+ * queue_url_is_sibling). A response's id is msg_id_valid and its file, when not empty, passes
+ * filename_problem. */
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -93,6 +94,13 @@ struct queue {
 int queue_open(const char *url, queue **out, imgcls_errbuf *eb);
 
 void queue_msg_free(queue_msg *m);
+
+/* Whether other names a queue beside home that a worker may answer on: the same URL with only the
+ * queue's name changed (the queue= parameter of a sqlite URL, the last path segment of an SQS URL) to
+ * 1..80 of [A-Za-z0-9_-] that is neither home's own name nor a dead-letter queue ("*-dlq"). A fault:
+ * wrapper and its #rule are taken off home first; other may not be one. reply_to comes from a message,
+ * and a message must not be able to make a worker write to any queue, or with any parameters, it likes. */
+bool queue_url_is_sibling(const char *home, const char *other);
 
 static inline void queue_close(queue *q)
 {

@@ -12,7 +12,7 @@ typedef struct fault_store {
     fault_rule rule;
 } fault_store;
 
-static const char *const fault_store_op_names[] = {"put", "get", "exists", NULL};
+static const char *const fault_store_op_names[] = {"put", "get", "exists", "del", "expire", NULL};
 
 /* Copies the inner store's detail, which would be lost behind the wrapper otherwise. */
 static int pass(fault_store *f, int rc)
@@ -83,6 +83,21 @@ static int sf_exists(store *s, const char *key, bool *exists)
     return rc ? rc : pass(f, store_exists(f->inner, key, exists));
 }
 
+static int sf_del(store *s, const char *key)
+{
+    fault_store *f = (fault_store *)s;
+    int rc = fault_hit(&f->rule, "del", &s->err);
+    return rc ? rc : pass(f, store_del(f->inner, key));
+}
+
+static int sf_expire(store *s, const char *prefix, long long now_s, long long max_age_s, size_t *removed)
+{
+    fault_store *f = (fault_store *)s;
+    *removed = 0;
+    int rc = fault_hit(&f->rule, "expire", &s->err);
+    return rc ? rc : pass(f, store_expire(f->inner, prefix, now_s, max_age_s, removed));
+}
+
 const struct store_ops store_fault_ops = {
     .scheme = "fault",
     .open = sf_open,
@@ -90,4 +105,6 @@ const struct store_ops store_fault_ops = {
     .put = sf_put,
     .get = sf_get,
     .exists = sf_exists,
+    .del = sf_del,
+    .expire = sf_expire,
 };

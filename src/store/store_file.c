@@ -1,16 +1,23 @@
-/* The local store backend: a bucket is a directory and a key is a relative path in it (URL syntax in
- * store.h).
+/* The local store backend: a bucket is a directory (URL syntax in store.h).
+ *
+ * Keys to paths, keeping store.h's two kinds of key apart on disk:
+ *   name key    one file directly in the directory, its name percent-encoded: '%', a leading '.', and any
+ *               byte that is a control character or a separator become "%XX" (uppercase hex); every other
+ *               byte, UTF-8 included, stays as it is, so "café (1).jpg" is stored as "café (1).jpg" and
+ *               ".imgcls" as "%2Eimgcls". The encoding is reversible (one name, one file; '%' always
+ *               starts an escape) and a mapped name never starts with '.', so no name reaches the
+ *               system's directory or a temporary file. Rejected: encoding every byte outside
+ *               [A-Za-z0-9._-], which would make a 100-byte Japanese name 900 bytes, over NAME_MAX.
+ *   system key  a path below the directory, as it stands: ".imgcls/claims/<id>". store_key_is_system
+ *               allows only [A-Za-z0-9._-] there, with no segment starting with '.' after the prefix.
  *
  * Atomic writes: put writes a temporary file in the key's own directory, fsyncs it, renames it over the
  * key and fsyncs the directory. rename(2) within one directory is atomic, so a reader sees the old or
  * the new value, never a mix, and after put returns the value survives a crash. Temporary files are
- * named ".tmp-XXXXXX": keys cannot start a segment with '.', so they never collide with a key.
- *
- * Keys are checked with store_key_valid before they touch a path, so none can name ".." or an absolute
- * path. Keys are paths, so "a" and "a/b" cannot both exist (S3 allows it); putting one while the other
- * exists is IMGCLS_EINVAL. */
+ * named ".tmp-XXXXXX", a name no key maps to. Symlinks planted in a bucket are not followed. */
 #include "store/store_backend.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -122,12 +129,43 @@ static void fsx_close(store *s)
     free(s);
 }
 
-/* Checks key and builds root/key into path. */
+/* Percent-encodes a name key into dst (store_file.c's header says which bytes). Returns the encoded
+ * length, or 0 when it would be over NAME_MAX bytes. */
+static size_t fsx_encode_name(const char *name, char *dst)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (size_t i = 0; name[i]; i++) {
+        unsigned char c = (unsigned char)name[i];
+        bool escape = c < 0x20 || c == 0x7f || c == '%' || c == '/' || c == '\\' || (i == 0 && c == '.');
+        if (o + (escape ? 3 : 1) > NAME_MAX)
+            return 0;
+        if (escape) {
+            dst[o++] = '%';
+            dst[o++] = hex[c >> 4];
+            dst[o++] = hex[c & 15];
+        } else {
+            dst[o++] = (char)c;
+        }
+    }
+    dst[o] = 0;
+    return o;
+}
+
+/* Checks key and builds its path below root into path. */
 static int fsx_path(file_store *s, const char *key, char *path, size_t pathsz)
 {
+    char mapped[NAME_MAX + 1];
     if (!store_key_valid(key))
         return imgcls_fail(&s->base.err, IMGCLS_EINVAL, "file: invalid key");
-    int w = snprintf(path, pathsz, "%s/%s", s->root, key);
+    const char *rel = key;
+    if (!store_key_is_system(key)) {
+        if (!fsx_encode_name(key, mapped))
+            return imgcls_fail(&s->base.err, IMGCLS_EINVAL, "file: the name is over %d bytes once encoded",
+                               NAME_MAX);
+        rel = mapped;
+    }
+    int w = snprintf(path, pathsz, "%s/%s", s->root, rel);
     if (w < 0 || (size_t)w >= pathsz)
         return imgcls_fail(&s->base.err, IMGCLS_EINVAL, "file: key too long for this directory");
     return 0;
@@ -262,6 +300,56 @@ static int fsx_exists(store *sb, const char *key, bool *exists)
     return fsx_errno(&sb->err, "stat", path);
 }
 
+static int fsx_del(store *sb, const char *key)
+{
+    char path[PATH_MAX];
+    int rc = fsx_path((file_store *)sb, key, path, sizeof path);
+    if (rc)
+        return rc;
+    if (unlink(path) == 0 || errno == ENOENT || errno == ENOTDIR)
+        return 0;
+    return fsx_errno(&sb->err, "unlink", path);
+}
+
+/* Scans one system directory and removes its regular files older than the cut-off. Files whose name
+ * starts with '.' are temporary files of a put in progress, and are left to it. */
+static int fsx_expire(store *sb, const char *prefix, long long now_s, long long max_age_s, size_t *removed)
+{
+    file_store *s = (file_store *)sb;
+    char dir[PATH_MAX], path[PATH_MAX];
+    size_t n = strlen(prefix);
+    *removed = 0;
+    if (n < 2 || prefix[n - 1] != '/')
+        return imgcls_fail(&sb->err, IMGCLS_EINVAL, "file: expire takes a system prefix ending in '/'");
+    char key[STORE_MAX_KEY];
+    snprintf(key, sizeof key, "%.*s", (int)(n - 1), prefix);
+    if (!store_key_is_system(key))
+        return imgcls_fail(&sb->err, IMGCLS_EINVAL, "file: expire takes a system prefix");
+    int w = snprintf(dir, sizeof dir, "%s/%s", s->root, key);
+    if (w < 0 || (size_t)w >= sizeof dir - NAME_MAX - 1)
+        return imgcls_fail(&sb->err, IMGCLS_EINVAL, "file: prefix too long for this directory");
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : fsx_errno(&sb->err, "opendir", dir);
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+        if (e->d_name[0] == '.')
+            continue;
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path)
+            continue; /* cannot happen: dir leaves room for NAME_MAX */
+        if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || now_s - (long long)st.st_mtime <= max_age_s)
+            continue;
+        if (unlink(path) == 0)
+            (*removed)++;
+        else if (errno != ENOENT && !rc)
+            rc = fsx_errno(&sb->err, "unlink", path);
+    }
+    closedir(d);
+    return rc;
+}
+
 const struct store_ops store_file_ops = {
     .scheme = "file",
     .open = fsx_open,
@@ -269,4 +357,6 @@ const struct store_ops store_file_ops = {
     .put = fsx_put,
     .get = fsx_get,
     .exists = fsx_exists,
+    .del = fsx_del,
+    .expire = fsx_expire,
 };

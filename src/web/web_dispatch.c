@@ -25,7 +25,7 @@
 
 static const char *loggable_id(const char *id)
 {
-    return web_id_valid(id) ? id : "(malformed)";
+    return msg_id_valid(id) ? id : "(malformed)";
 }
 
 static void on_expired(const web_pending *p, void *arg)

@@ -27,7 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WEB_ID_LEN 32 /* hex characters in a request id */
+#define WEB_ID_LEN MESSAGE_ID_LEN /* hex characters in a request id */
 
 enum web_outcome {
     WEB_WAITING = 0, /* not completed yet */

@@ -1,4 +1,4 @@
-/* Ids, file-name checks and answer bodies (contract in web_render.h). */
+/* Ids and answer bodies (contract in web_render.h). */
 #include "web/web_render.h"
 
 #include "common/json_buf.h"
@@ -38,32 +38,6 @@ int web_id_new(char out[WEB_ID_LEN + 1])
     }
     out[WEB_ID_LEN] = 0;
     return 0;
-}
-
-bool web_id_valid(const char *s)
-{
-    size_t i = 0;
-    for (; s[i]; i++)
-        if (i >= WEB_ID_LEN || !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return i == WEB_ID_LEN;
-}
-
-const char *web_filename_problem(const char *name, size_t len)
-{
-    if (!name || len == 0)
-        return "the file name is empty";
-    if (len > WEB_MAX_FILENAME)
-        return "the file name is longer than 200 bytes";
-    if (name[0] == '.')
-        return "the file name starts with a dot";
-    for (size_t i = 0; i < len; i++) {
-        char c = name[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-              c == '_' || c == '-'))
-            return "the file name has a character outside [A-Za-z0-9._-]";
-    }
-    return NULL;
 }
 
 /* A media range in Accept is "type/subtype;params", separated by commas. Only an explicit

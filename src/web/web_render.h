@@ -13,18 +13,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define WEB_MAX_FILENAME 200 /* bytes in an uploaded file's name */
-
 /* Writes a fresh id: WEB_ID_LEN lowercase hex characters from getrandom, NUL-terminated.
  * Returns 0 or IMGCLS_EIO. */
 int web_id_new(char out[WEB_ID_LEN + 1]);
-/* Whether s is exactly WEB_ID_LEN lowercase hex characters. */
-bool web_id_valid(const char *s);
-
-/* NULL when name[0..len) is a safe file name: 1..WEB_MAX_FILENAME bytes of [A-Za-z0-9._-], not starting
- * with '.'. Otherwise what is wrong with it, for the 400 message. The name becomes a key in the input
- * bucket, so this is what keeps an upload from naming anything but a plain file there. */
-const char *web_filename_problem(const char *name, size_t len);
 
 /* Whether an Accept header (may be NULL) asks for JSON. */
 bool web_accepts_json(const char *accept);

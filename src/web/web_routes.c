@@ -12,11 +12,12 @@
 #define ROUTE_RECORD_MAX QUEUE_MAX_BODY
 #define ROUTE_BODY_MAX (64 * 1024)
 
-/* Reads results/<id>.json from the output bucket into rec. Returns 0 or the store's error. */
+/* Reads the request's result record (store_key_result) from the output bucket into rec. Returns 0 or
+ * the store's error. */
 static int read_record(web_server *s, const char *id, imgcls_buf *rec, imgcls_errbuf *eb)
 {
-    char key[64];
-    snprintf(key, sizeof key, "results/%s.json", id);
+    char key[STORE_MAX_SYSTEM_KEY];
+    store_key_result(id, key);
     web_handles *h = web_handles_take(s->handles);
     int rc = store_get(h->out, key, rec);
     if (rc)
@@ -25,7 +26,7 @@ static int read_record(web_server *s, const char *id, imgcls_buf *rec, imgcls_er
     return rc;
 }
 
-/* The worker stores its response message under results/<id>.json (src/worker/worker.c), so the record
+/* The worker stores its response message as the result record (src/worker/worker.c), so the record
  * is answered exactly as the live request would have been: the label as text, or the JSON form. */
 enum MHD_Result web_route_result(web_request *r, const char *id)
 {
@@ -33,7 +34,7 @@ enum MHD_Result web_route_result(web_request *r, const char *id)
     imgcls_errbuf eb = {{0}};
     msg_response resp;
     enum MHD_Result ret = MHD_NO;
-    if (!web_id_valid(id))
+    if (!msg_id_valid(id))
         return web_respond_error(r, 400, "EINVAL", NULL, "malformed id: expected %d lowercase hex characters",
                                  WEB_ID_LEN);
     buf_init(&rec, ROUTE_RECORD_MAX);

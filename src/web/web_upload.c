@@ -17,6 +17,7 @@
 #include "web/web_server.h"
 
 #include "common/clock.h"
+#include "common/filename.h"
 #include "common/log.h"
 #include "message/message.h"
 #include "web/web_render.h"
@@ -39,7 +40,8 @@ struct web_upload {
     enum upload_phase phase;
     struct MHD_PostProcessor *pp;
     imgcls_buf file; /* the bytes of field myfile, at most --max-body */
-    char filename[WEB_MAX_FILENAME + 1];
+    char filename[FILENAME_MAX_BYTES + 1]; /* the last component of the part's filename */
+    char raw_filename[FILENAME_MAX_BYTES + 1]; /* as sent (truncated), to tell a second part apart */
     const char *name_problem; /* why the part's file name is refused, or NULL */
     char other_field[33];     /* the first other field seen, to name it in the 400 */
     bool any_part, have_file;
@@ -103,9 +105,10 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
         up->have_file = true;
         if (!filename)
             up->name_problem = "the part has no filename (send the image as a file)";
-        else if (!(up->name_problem = web_filename_problem(filename, strlen(filename))))
-            snprintf(up->filename, sizeof up->filename, "%s", filename);
-    } else if (off == 0 && (up->file.len > 0 || !filename || strcmp(filename, up->filename) != 0)) {
+        else
+            up->name_problem = filename_from_client(filename, strlen(filename), up->filename, sizeof up->filename);
+        snprintf(up->raw_filename, sizeof up->raw_filename, "%s", filename ? filename : "");
+    } else if (off == 0 && (up->file.len > 0 || !filename || strcmp(filename, up->raw_filename) != 0)) {
         /* MHD may call once with no bytes before a part's first bytes, so a new part shows as offset 0
          * after bytes were taken, or under another name. */
         refuse(up, 400, "EINVAL", "more than one file in field myfile; send one image per request");
@@ -199,7 +202,7 @@ static bool body_ok(web_request *r)
                  up->other_field, up->other_field[0] ? "')" : "");
         refuse(up, 400, "EINVAL", msg);
     } else if (up->name_problem) {
-        snprintf(msg, sizeof msg, "unsafe file name: %s", up->name_problem);
+        snprintf(msg, sizeof msg, "bad file name: %s", up->name_problem);
         refuse(up, 400, "EINVAL", msg);
     } else if (up->file.len == 0) {
         refuse(up, 400, "EINVAL", "empty file: field myfile has no bytes");
@@ -207,8 +210,9 @@ static bool body_ok(web_request *r)
     return up->refuse_status == 0;
 }
 
-/* The assignment's layout: the image under its own name. Two uploads of one name overwrite each
- * other here, so the worker never reads this key: it gets the image inline or by the claim check.
+/* The assignment's layout: the image under its own name (a name key: store.h). Two uploads of one name
+ * overwrite each other here, so the worker never reads this key: it gets the image inline or by the
+ * claim check, a system key no name can reach.
  * Written after the request is sent, so the fsyncs overlap the worker's classification instead of
  * adding to the client's wait (measured: ~3 ms for a 160 KB photo). A failure here loses the copy,
  * not the request, so it is logged, not answered. */
@@ -239,7 +243,7 @@ static unsigned store_and_send(web_request *r, web_handles *h, imgcls_errbuf *eb
         m.image = up->file.data; /* borrowed: m is never passed to msg_request_free */
         m.image_len = up->file.len;
     } else {
-        snprintf(m.image_key, sizeof m.image_key, "requests/%s", up->pend.id);
+        store_key_claim(up->pend.id, m.image_key);
         if (store_put(h->in, m.image_key, up->file.data, up->file.len)) {
             status = 500;
             imgcls_fail(eb, IMGCLS_EBACKEND, "cannot store the image in the input bucket: %s",

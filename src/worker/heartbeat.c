@@ -15,13 +15,27 @@ struct heartbeat {
     pthread_cond_t cv;
     bool stop;
     queue *q;
-    int visibility_s;
+    int visibility_s, max_batch_s;
     char receipts[QUEUE_MAX_BATCH][QUEUE_MAX_RECEIPT];
     size_t n;
+    struct timespec batch_start; /* CLOCK_MONOTONIC */
 };
+
+static double since_s(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
+}
 
 static void extend_all(heartbeat *h)
 {
+    if (h->n && since_s(&h->batch_start) > h->max_batch_s) {
+        /* The worker is stuck: let the messages go back to the queue for another worker. */
+        log_event("warn", "worker", "heartbeat_gave_up held=%zu after_s=%d", h->n, h->max_batch_s);
+        h->n = 0;
+        return;
+    }
     for (size_t i = 0; i < h->n; i++) {
         int rc = queue_change_visibility(h->q, h->receipts[i], h->visibility_s);
         if (rc)
@@ -55,13 +69,14 @@ static void *heartbeat_main(void *arg)
     return NULL;
 }
 
-int heartbeat_start(const char *queue_url, int visibility_s, heartbeat **out, imgcls_errbuf *eb)
+int heartbeat_start(const char *queue_url, int visibility_s, int max_batch_s, heartbeat **out, imgcls_errbuf *eb)
 {
     *out = NULL;
     heartbeat *h = calloc(1, sizeof *h);
     if (!h)
         return IMGCLS_ENOMEM;
     h->visibility_s = visibility_s;
+    h->max_batch_s = max_batch_s;
     int rc = queue_open(queue_url, &h->q, eb);
     if (rc) {
         free(h);
@@ -84,6 +99,20 @@ void heartbeat_track(heartbeat *h, const queue_msg *msgs, size_t n)
     h->n = n < QUEUE_MAX_BATCH ? n : QUEUE_MAX_BATCH;
     for (size_t i = 0; i < h->n; i++)
         memcpy(h->receipts[i], msgs[i].receipt, QUEUE_MAX_RECEIPT);
+    clock_gettime(CLOCK_MONOTONIC, &h->batch_start);
+    pthread_mutex_unlock(&h->mu);
+}
+
+void heartbeat_forget(heartbeat *h, const char *receipt)
+{
+    pthread_mutex_lock(&h->mu);
+    for (size_t i = 0; i < h->n; i++) {
+        if (strcmp(h->receipts[i], receipt) == 0) {
+            memcpy(h->receipts[i], h->receipts[h->n - 1], QUEUE_MAX_RECEIPT); /* order does not matter */
+            h->n--;
+            break;
+        }
+    }
     pthread_mutex_unlock(&h->mu);
 }
 

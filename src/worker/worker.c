@@ -3,6 +3,7 @@
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/filename.h"
 #include "common/log.h"
 #include "engine/engine.h"
 #include "message/message.h"
@@ -15,13 +16,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define REPLY_CACHE 8
+/* Claim checks older than this are removed when a worker starts, and hourly: a crash between an answer
+ * and the removal of its claim leaves one behind. A day is far longer than any request waits. */
+#define CLAIM_SWEEP_PERIOD_S 3600
 
 typedef struct worker_opts {
     const char *queue_url, *in_url, *out_url, *model, *preprocess;
-    unsigned long batch, visibility, threads, wait_ms;
+    unsigned long batch, visibility, threads, wait_ms, max_image_mb, max_batch_s, claim_ttl;
 } worker_opts;
 
 typedef struct reply_queue {
@@ -38,16 +43,28 @@ typedef struct worker {
     reply_queue replies[REPLY_CACHE]; /* reply queues by URL, opened on first use */
     size_t next_reply;
     char name[64];
+    long long last_sweep_s;
 } worker;
 
-/* What happened to each message of a batch. */
-enum item_state { ITEM_SKIP, ITEM_READY, ITEM_ANSWER };
+/* What becomes of each message of a batch. Every failure is one of two kinds (DESIGN.md §3):
+ * permanent -- this message can never succeed -- is answered with an error at once and deleted;
+ * temporary -- a store, queue or engine call failed -- is made visible again after a short backoff, and
+ * after max receives the queue dead-letters it. */
+enum item_state {
+    ITEM_DROP,   /* unanswerable: undecodable, or a reply queue it may not name; released for the DLQ */
+    ITEM_READY,  /* decoded, image at hand: to classify */
+    ITEM_ANSWER, /* a result or a permanent error: to store, answer and delete */
+    ITEM_REPLAY, /* answered before (its result record exists): send that record again, delete */
+    ITEM_RETRY,  /* a temporary failure: back to the queue after a backoff */
+};
 
 typedef struct item {
     enum item_state state;
+    const queue_msg *m;
     msg_request req;
     msg_response resp;
     imgcls_buf fetched; /* the image when it came from the input bucket */
+    imgcls_buf record;  /* the stored result, for ITEM_REPLAY */
     double fetch_ms;
 } item;
 
@@ -76,26 +93,22 @@ static size_t options(worker_opts *o, config_opt *t)
          &o->batch},
         {"visibility", CONFIG_UINT, "30", "seconds a received request stays invisible (extended while busy)",
          3, 43200, &o->visibility},
+        {"max-batch-s", CONFIG_UINT, "300",
+         "seconds after which a batch's requests are no longer kept invisible (a stuck worker lets go)", 10,
+         43200, &o->max_batch_s},
         {"threads", CONFIG_UINT, "1", "threads for the network (the fleet scales by processes)", 1, 64,
          &o->threads},
         {"wait-ms", CONFIG_UINT, "1000", "long-poll wait per receive, in ms (also bounds the exit delay)", 0,
          20000, &o->wait_ms},
+        {"max-image-mb", CONFIG_UINT, "1024",
+         "most memory one image may need (pixels, tensor, network activations), in MiB; larger images are "
+         "refused",
+         16, 1ul << 20, &o->max_image_mb},
+        {"claim-ttl", CONFIG_UINT, "86400", "seconds after which a left-over claim check is removed", 60,
+         1ul << 31, &o->claim_ttl},
     };
     memcpy(t, opts, sizeof opts);
     return sizeof opts / sizeof *opts;
-}
-
-/* The reply queue must live beside the request queue (same SQLite file, same SQS account): reply_to
- * comes from a message, and a message must not be able to make a worker write anywhere it likes. */
-static bool reply_url_allowed(const char *request_url, const char *reply_url)
-{
-    /* "sqlite:///d/imgcls.db?queue=requests" -> "sqlite:///d/imgcls.db?";
-     * "https://sqs.../123456789012/requests" -> "https://sqs.../123456789012/" */
-    const char *sep = strchr(request_url, '?');
-    if (!sep)
-        sep = strrchr(request_url, '/');
-    size_t home = sep ? (size_t)(sep - request_url) + 1 : strlen(request_url);
-    return strncmp(request_url, reply_url, home) == 0 && !strstr(reply_url + home, "..");
 }
 
 static queue *reply_queue_get(worker *w, const char *url)
@@ -115,6 +128,7 @@ static queue *reply_queue_get(worker *w, const char *url)
     return r->q;
 }
 
+/* A permanent failure of this request: it is answered with the error. */
 static void set_error(item *it, int rc, const char *message)
 {
     it->state = ITEM_ANSWER;
@@ -122,63 +136,84 @@ static void set_error(item *it, int rc, const char *message)
     snprintf(it->resp.error_message, sizeof it->resp.error_message, "%s", message);
 }
 
-/* Decodes a message and finds its image. ITEM_SKIP leaves the message for redelivery (and, if it
- * never gets better, for the dead-letter queue). */
+/* A temporary failure: logged here, released in finish_item. */
+static void set_retry(item *it, const char *event, const char *detail)
+{
+    it->state = ITEM_RETRY;
+    log_event("warn", "worker", "%s id=%s receives=%u detail=\"%s\"", event, it->req.id, it->m->receive_count,
+              detail);
+}
+
+/* Reads the request's result record, if any: a redelivered request that was answered already (a crash
+ * or a lost delete after the answer) is replayed, never classified and stored again, so a request has
+ * one result however often it is delivered, and a forged message cannot overwrite another's result. */
+static void find_result(worker *w, item *it)
+{
+    char key[STORE_MAX_SYSTEM_KEY];
+    store_key_result(it->req.id, key);
+    int rc = store_get(w->out, key, &it->record);
+    if (rc == 0)
+        it->state = ITEM_REPLAY;
+    else if (rc != IMGCLS_ENOTFOUND)
+        set_retry(it, "result_read_failed", w->out->err.msg);
+}
+
+/* Decodes a message, checks where it may be answered, and finds its image. */
 static void prepare_item(worker *w, const queue_msg *m, item *it)
 {
     imgcls_errbuf eb = {{0}};
+    it->m = m;
     buf_init(&it->fetched, IMAGE_DEFAULT_MAX_BYTES);
+    buf_init(&it->record, QUEUE_MAX_BODY);
     if (msg_request_decode(m->body, m->len, &it->req, &eb)) {
         /* It can never decode, and it names no reply queue to complain to. Released at once, it is
          * received again straight away and reaches the dead-letter queue after max_receives
          * deliveries, in milliseconds rather than max_receives visibility timeouts. */
         log_event("warn", "worker", "bad_message msg=%s receives=%u detail=\"%s\"", m->id, m->receive_count, eb.msg);
-        queue_change_visibility(w->requests, m->receipt, 0);
-        return;
+        return; /* ITEM_DROP */
     }
     snprintf(it->resp.id, sizeof it->resp.id, "%s", it->req.id);
     snprintf(it->resp.file, sizeof it->resp.file, "%s", it->req.file);
     snprintf(it->resp.worker, sizeof it->resp.worker, "%s", w->name);
-    if (!reply_url_allowed(w->o.queue_url, it->req.reply_to)) {
+    if (!queue_url_is_sibling(w->o.queue_url, it->req.reply_to)) {
         /* as hopeless as an undecodable message: straight on towards the dead-letter queue */
         log_event("warn", "worker", "reply_to_refused id=%s reply_to=%s", it->req.id, it->req.reply_to);
-        queue_change_visibility(w->requests, m->receipt, 0);
         return;
     }
     it->state = ITEM_READY;
-    if (it->req.image)
+    find_result(w, it);
+    if (it->state != ITEM_READY || it->req.image)
         return;
     double t0 = clock_ms();
     int rc = store_get(w->in, it->req.image_key, &it->fetched);
     it->fetch_ms = clock_ms() - t0;
-    if (rc == IMGCLS_ENOTFOUND || rc == IMGCLS_ETOOBIG || rc == IMGCLS_EINVAL)
-        set_error(it, rc, rc == IMGCLS_ETOOBIG ? "image is over the size limit" : "image not in the input bucket");
-    else if (rc) { /* a passing store failure: try again on redelivery */
-        log_event("warn", "worker", "fetch_failed id=%s key=%s detail=\"%s\"", it->req.id, it->req.image_key,
-                  w->in->err.msg);
-        it->state = ITEM_SKIP;
-    }
+    if (rc == IMGCLS_ENOTFOUND)
+        set_error(it, rc, "the image is not in the input bucket (its claim check expired or was removed)");
+    else if (rc == IMGCLS_ETOOBIG)
+        set_error(it, rc, "the image is over the size limit");
+    else if (rc == IMGCLS_EINVAL)
+        set_error(it, rc, "the image's key is not valid in the input bucket");
+    else if (rc)
+        set_retry(it, "fetch_failed", w->in->err.msg);
 }
 
-/* Classifies one ITEM_READY item. Returns 0 (the item is now ITEM_ANSWER, with a result or an error
- * about its image), or an engine failure that is nobody's image's fault: then the message is left
- * for redelivery. */
-static int classify_item(worker *w, item *it)
+/* Classifies one ITEM_READY item: a result, or an error about its image (both ITEM_ANSWER); or an
+ * engine failure that is nobody's image's fault (ITEM_RETRY). */
+static void classify_item(worker *w, item *it)
 {
     engine_image img = it->req.image ? (engine_image){it->req.image, it->req.image_len}
                                      : (engine_image){it->fetched.data, it->fetched.len};
     engine_result res;
     imgcls_errbuf eb = {{0}};
-    int rc = engine_classify(w->eng, &img, 1, 5, &res, &eb);
-    if (rc) {
-        log_event("error", "worker", "classify_failed id=%s detail=\"%s\"", it->req.id, eb.msg);
-        return rc;
+    if (engine_classify(w->eng, &img, 1, 5, &res, &eb)) {
+        set_retry(it, "classify_failed", eb.msg);
+        return;
     }
     it->state = ITEM_ANSWER;
     it->resp.ms = (msg_timing){.fetch_ms = it->fetch_ms, .decode_ms = res.decode_ms, .infer_ms = res.infer_ms};
     if (res.rc) {
         set_error(it, res.rc, res.error);
-        return 0;
+        return;
     }
     it->resp.ntop = res.ntop;
     for (size_t k = 0; k < res.ntop; k++) {
@@ -187,48 +222,107 @@ static int classify_item(worker *w, item *it)
         c->index = res.top[k].index;
         c->prob = res.top[k].prob;
     }
-    return 0;
 }
 
-/* Writes the output bucket: the assignment's "(test_0, bathtub)" under the name without its
- * extension, and the whole response under results/<id>.json for GET /results/<id>. */
+/* Writes the output bucket: the assignment's "(test_0, bathtub)" under the name without its extension,
+ * then the whole response as the result record (store_key_result). The record goes last: once it
+ * exists, a redelivery only replays it (find_result), so everything else must be in place by then. */
 static int write_outputs(worker *w, const item *it, const imgcls_buf *json)
 {
-    char key[STORE_MAX_KEY];
+    char key[STORE_MAX_SYSTEM_KEY];
     int rc = 0;
-    snprintf(key, sizeof key, "results/%s.json", it->req.id);
-    if ((rc = store_put(w->out, key, json->data, json->len)))
-        return rc;
-    if (it->resp.error_code[0])
-        return 0;
-    const char *dot = strrchr(it->req.file, '.');
-    int stem = dot && dot != it->req.file ? (int)(dot - it->req.file) : (int)strlen(it->req.file);
-    snprintf(key, sizeof key, "%.*s", stem, it->req.file);
-    if (!store_key_valid(key))
-        return 0; /* the web tier only lets safe names through; a name that is not a key has no entry */
-    char value[MESSAGE_MAX_FILE + MESSAGE_MAX_LABEL + 8];
-    int len = snprintf(value, sizeof value, "(%s, %s)", key, it->resp.top[0].label);
-    return store_put(w->out, key, value, (size_t)len);
+    if (!it->resp.error_code[0]) {
+        char stem[MESSAGE_MAX_FILE];
+        snprintf(stem, sizeof stem, "%.*s", (int)filename_stem_len(it->req.file), it->req.file);
+        char value[MESSAGE_MAX_FILE + MESSAGE_MAX_LABEL + 8];
+        int len = snprintf(value, sizeof value, "(%s, %s)", stem, it->resp.top[0].label);
+        rc = store_put(w->out, stem, value, (size_t)len);
+        if (rc == IMGCLS_EINVAL) {
+            /* a name this bucket cannot hold ("." as a stem, a name too long once encoded): permanent,
+             * and no reason to withhold the label from its client */
+            log_event("warn", "worker", "output_name_refused id=%s detail=\"%s\"", it->req.id, w->out->err.msg);
+            rc = 0;
+        }
+        if (rc)
+            return rc;
+    }
+    store_key_result(it->req.id, key);
+    return store_put(w->out, key, json->data, json->len);
 }
 
-/* Output bucket, then response, then delete: a crash between any two steps only repeats work. */
-static void answer_item(worker *w, const queue_msg *m, item *it)
+/* Sends body to the request's reply queue. 0, or a temporary failure (the item is then ITEM_RETRY). */
+static int send_reply(worker *w, item *it, const imgcls_buf *body)
+{
+    queue *reply = reply_queue_get(w, it->req.reply_to);
+    if (!reply) {
+        set_retry(it, "reply_queue_unavailable", it->req.reply_to);
+        return IMGCLS_EBACKEND;
+    }
+    int rc = queue_send(reply, body->data, body->len);
+    if (rc)
+        set_retry(it, "reply_failed", reply->err.msg);
+    return rc;
+}
+
+/* Output bucket, then response: a crash between the two is replayed from the record on redelivery. */
+static void answer_item(worker *w, item *it)
 {
     imgcls_buf json;
     buf_init(&json, QUEUE_MAX_BODY);
-    queue *reply = reply_queue_get(w, it->req.reply_to);
-    int rc = reply ? msg_response_encode(&it->resp, &json) : IMGCLS_EBACKEND;
-    if (!rc && (rc = write_outputs(w, it, &json)))
-        log_event("warn", "worker", "output_write_failed id=%s detail=\"%s\"", it->req.id, w->out->err.msg);
-    if (!rc && (rc = queue_send(reply, json.data, json.len)))
-        log_event("warn", "worker", "reply_failed id=%s detail=\"%s\"", it->req.id, reply->err.msg);
-    if (!rc && (rc = queue_delete(w->requests, m->receipt)))
-        log_event("warn", "worker", "delete_failed id=%s detail=\"%s\"", it->req.id, w->requests->err.msg);
-    if (!rc)
-        log_event("info", "worker", "answered id=%s file=%s %s=%s ms=%.1f", it->req.id, it->req.file,
-                  it->resp.error_code[0] ? "error" : "label", it->resp.error_code[0] ? it->resp.error_code : it->resp.top[0].label,
-                  it->resp.ms.total_ms);
+    if (msg_response_encode(&it->resp, &json)) {
+        /* cannot happen for what classify_item fills in; answered rather than retried for ever */
+        set_error(it, IMGCLS_EIO, "the worker could not encode its answer");
+        it->resp.ntop = 0;
+        if (msg_response_encode(&it->resp, &json)) {
+            it->state = ITEM_DROP;
+            goto out;
+        }
+    }
+    int rc = write_outputs(w, it, &json);
+    if (rc) {
+        set_retry(it, "output_write_failed", w->out->err.msg);
+        goto out;
+    }
+    if (send_reply(w, it, &json))
+        goto out;
+    log_event("info", "worker", "answered id=%s file=\"%s\" %s=\"%s\" ms=%.1f", it->req.id, it->req.file,
+              it->resp.error_code[0] ? "error" : "label",
+              it->resp.error_code[0] ? it->resp.error_code : it->resp.top[0].label, it->resp.ms.total_ms);
+out:
     buf_free(&json);
+}
+
+static void replay_item(worker *w, item *it)
+{
+    if (send_reply(w, it, &it->record) == 0)
+        log_event("info", "worker", "replayed id=%s receives=%u", it->req.id, it->m->receive_count);
+}
+
+/* The last step for every message: delete it (answered), or hand it back to the queue. Deletion comes
+ * after the answer, the claim check's removal after the deletion: a crash between any two steps only
+ * repeats work, or leaves a claim for the sweep. */
+static void finish_item(worker *w, item *it)
+{
+    const queue_msg *m = it->m;
+    heartbeat_forget(w->hb, m->receipt);
+    if (it->state == ITEM_DROP) {
+        queue_change_visibility(w->requests, m->receipt, 0);
+        return;
+    }
+    if (it->state == ITEM_RETRY) {
+        /* 2, 4, 8, 16 s: soon enough for the client still waiting, slow enough not to hammer a backend */
+        unsigned shift = m->receive_count < 4 ? m->receive_count : 4;
+        int backoff = (int)(1u << shift) < (int)w->o.visibility ? (int)(1u << shift) : (int)w->o.visibility;
+        queue_change_visibility(w->requests, m->receipt, backoff);
+        return;
+    }
+    if (queue_delete(w->requests, m->receipt)) {
+        /* redelivered later, and then replayed from its record */
+        log_event("warn", "worker", "delete_failed id=%s detail=\"%s\"", it->req.id, w->requests->err.msg);
+        return;
+    }
+    if (it->req.image_key[0] && store_del(w->in, it->req.image_key))
+        log_event("warn", "worker", "claim_delete_failed id=%s detail=\"%s\"", it->req.id, w->in->err.msg);
 }
 
 /* The batch is received, decoded and fetched together; then each image is classified and answered
@@ -242,19 +336,39 @@ static void process_batch(worker *w, const queue_msg *msgs, size_t n)
     for (size_t i = 0; i < n; i++)
         prepare_item(w, &msgs[i], &items[i]);
     for (size_t i = 0; i < n; i++) {
-        if (items[i].state == ITEM_READY)
-            classify_item(w, &items[i]);
-        items[i].resp.ms.total_ms = clock_ms() - t0;
-        if (items[i].state == ITEM_ANSWER)
-            answer_item(w, &msgs[i], &items[i]);
-        msg_request_free(&items[i].req);
-        buf_free(&items[i].fetched);
+        item *it = &items[i];
+        if (it->state == ITEM_READY)
+            classify_item(w, it);
+        it->resp.ms.total_ms = clock_ms() - t0;
+        if (it->state == ITEM_ANSWER)
+            answer_item(w, it);
+        else if (it->state == ITEM_REPLAY)
+            replay_item(w, it);
+        finish_item(w, it);
+        msg_request_free(&it->req);
+        buf_free(&it->fetched);
+        buf_free(&it->record);
     }
+}
+
+/* Removes the claim checks a crash left behind (store.h: store_expire). */
+static void sweep_claims(worker *w)
+{
+    long long now = (long long)time(NULL);
+    if (now - w->last_sweep_s < CLAIM_SWEEP_PERIOD_S)
+        return;
+    w->last_sweep_s = now;
+    size_t removed = 0;
+    if (store_expire(w->in, STORE_CLAIM_PREFIX, now, (long long)w->o.claim_ttl, &removed))
+        log_event("warn", "worker", "claim_sweep_failed detail=\"%s\"", w->in->err.msg);
+    else if (removed)
+        log_event("info", "worker", "claim_sweep removed=%zu", removed);
 }
 
 static int worker_loop(worker *w)
 {
     while (!stop_requested) {
+        sweep_claims(w);
         queue_msg msgs[QUEUE_MAX_BATCH];
         size_t n = 0;
         int rc = queue_receive(w->requests, w->o.batch, (int)w->o.wait_ms, (int)w->o.visibility, msgs, &n);
@@ -280,13 +394,14 @@ static int worker_open(worker *w, imgcls_errbuf *eb)
     engine_config_default(&cfg);
     cfg.model_path = w->o.model;
     cfg.threads = (unsigned)w->o.threads;
+    cfg.max_memory = (size_t)w->o.max_image_mb << 20;
     int rc = preprocess_mode_parse(w->o.preprocess, &cfg.mode);
     if (rc)
         return imgcls_fail(eb, rc, "--preprocess must be imagenet or reference");
     if ((rc = engine_open(&cfg, &w->eng, eb)) || (rc = engine_warm_up(w->eng, eb)) ||
         (rc = queue_open(w->o.queue_url, &w->requests, eb)) || (rc = store_open(w->o.in_url, &w->in, eb)) ||
         (rc = store_open(w->o.out_url, &w->out, eb)) ||
-        (rc = heartbeat_start(w->o.queue_url, (int)w->o.visibility, &w->hb, eb)))
+        (rc = heartbeat_start(w->o.queue_url, (int)w->o.visibility, (int)w->o.max_batch_s, &w->hb, eb)))
         return rc;
     char host[40] = "localhost"; /* 40 + ":" + pid fits the response's 64-byte worker field */
     gethostname(host, sizeof host - 1);

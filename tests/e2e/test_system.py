@@ -134,7 +134,7 @@ def test_json_answer_and_stored_result(system, images, expected):
     assert len(body["top"]) == 5 and body["top"][0]["label"] == body["label"]
     stored = requests.get(f"{system.url}results/{body['id']}", headers={"Accept": "application/json"}, timeout=10)
     assert stored.status_code == 200 and stored.json()["label"] == body["label"]
-    assert (system.data / "out" / "results" / f"{body['id']}.json").exists()
+    assert (system.data / "out" / ".imgcls" / "results" / f"{body['id']}.json").exists()
 
 
 def test_same_name_different_images_never_mix(system, tmp_path, photos, imgcls):

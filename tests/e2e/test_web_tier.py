@@ -285,9 +285,10 @@ def test_large_image_goes_by_claim_check_and_same_names_never_mix(served, tmp_pa
     assert out["a"].status_code == 200 and out["b"].status_code == 200
     assert out["a"].json()["label"] == echo_label("same.jpg", a)
     assert out["b"].json()["label"] == echo_label("same.jpg", b)
-    # Each claim check is its own key; the name holds one of the two.
-    assert (served.in_dir / "requests" / out["a"].json()["id"]).read_bytes() == a
-    assert (served.in_dir / "requests" / out["b"].json()["id"]).read_bytes() == b
+    # Each claim check was its own key (the fake worker leaves them, the real one removes them); the
+    # name holds one of the two.
+    assert (served.in_dir / ".imgcls" / "claims" / out["a"].json()["id"]).read_bytes() == a
+    assert (served.in_dir / ".imgcls" / "claims" / out["b"].json()["id"]).read_bytes() == b
     assert (served.in_dir / "same.jpg").read_bytes() in (a, b)
 
 
@@ -314,12 +315,19 @@ def _part(boundary: str, disposition: str, data: bytes) -> bytes:
     return f"--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\n\r\n".encode() + data + b"\r\n"
 
 
+def _raw_name(name: bytes) -> dict:
+    """A multipart upload whose part's filename is exactly these bytes."""
+    body = (b"--XyZ\r\nContent-Disposition: form-data; name=\"myfile\"; filename=\"" + name + b"\"\r\n\r\nabc\r\n"
+            b"--XyZ--\r\n")
+    return dict(data=body, headers={"Content-Type": "multipart/form-data; boundary=XyZ"})
+
+
 BAD_REQUESTS = {
     # id: (how to send it, status, words the message must contain)
     "missing_field": (dict(files={"note": (None, "hello")}), 400, "missing field myfile"),
     "wrong_field_name": (dict(files={"file": ("a.jpg", b"abc")}), 400, "missing field myfile"),
     "empty_file": (dict(files={"myfile": ("a.jpg", b"")}), 400, "empty file"),
-    "no_filename": (dict(files={"myfile": (None, b"abc")}), 400, "unsafe file name"),
+    "no_filename": (dict(files={"myfile": (None, b"abc")}), 400, "bad file name"),
     "not_multipart": (dict(data=b"just bytes", headers={"Content-Type": "application/octet-stream"}), 400,
                       "not multipart"),
     "urlencoded": (dict(data={"myfile": "abc"}), 400, "not multipart"),
@@ -333,12 +341,15 @@ BAD_REQUESTS = {
     "two_files": (dict(data=_mp("XyZ", _part("XyZ", 'name="myfile"; filename="a.jpg"', b"abc"),
                                 _part("XyZ", 'name="myfile"; filename="b.jpg"', b"def")),
                        headers={"Content-Type": "multipart/form-data; boundary=XyZ"}), 400, "more than one file"),
-    "dotdot": (dict(files={"myfile": ("../x.jpg", b"abc")}), 400, "unsafe file name"),
-    "hidden": (dict(files={"myfile": (".hidden", b"abc")}), 400, "unsafe file name"),
-    "percent_slash": (dict(files={"myfile": ("a%2fb", b"abc")}), 400, "unsafe file name"),
-    "slash": (dict(files={"myfile": ("x/y.jpg", b"abc")}), 400, "unsafe file name"),
-    "space": (dict(files={"myfile": ("a b.jpg", b"abc")}), 400, "unsafe file name"),
-    "too_long": (dict(files={"myfile": ("a" * 201, b"abc")}), 400, "unsafe file name"),
+    "too_long": (dict(files={"myfile": ("a" * 252 + ".jpg", b"abc")}), 400, "longer than 255 bytes"),
+    "dot": (_raw_name(b"."), 400, "'.' or '..'"),
+    "path_to_nothing": (_raw_name(b"C:\\Users\\"), 400, "the file name is empty"),
+    "control_char": (_raw_name(b"a\x01b.jpg"), 400, "control character"),
+    "tab": (_raw_name(b"a\tb.jpg"), 400, "control character"),
+    "delete_char": (_raw_name(b"a\x7fb.jpg"), 400, "control character"),
+    "latin1": (_raw_name(b"caf\xe9.jpg"), 400, "not valid UTF-8"),
+    "overlong_slash": (_raw_name(b"a\xc0\xafb.jpg"), 400, "not valid UTF-8"),
+    "lone_continuation": (_raw_name(b"\x80.jpg"), 400, "not valid UTF-8"),
 }
 
 
@@ -359,12 +370,50 @@ def test_errors_are_json_when_asked(served):
     assert "missing field myfile" in r.json()["error"]["message"] and r.json()["status"] == 400
 
 
-def test_the_longest_safe_name_is_accepted(served):
-    name = "a" * 196 + ".jpg"
+def test_the_longest_name_is_accepted(served):
+    name = "a" * 251 + ".jpg"
     r = requests.post(served.url, files={"myfile": (name, b"abc")}, headers={"Accept": "application/json"},
                       timeout=30)
     assert r.status_code == 200 and r.json()["file"] == name
     assert (served.in_dir / name).read_bytes() == b"abc"
+
+
+# The names people's phones and desktops give their files, sent as raw bytes (what a browser sends),
+# and what the service calls them: the name as sent, or the last component of a path.
+REAL_NAMES = [
+    ("my photo.jpg", "my photo.jpg"),
+    ("IMG_2041 (1).JPG", "IMG_2041 (1).JPG"),
+    ("café.jpg", "café.jpg"),
+    ("a+b.jpg", "a+b.jpg"),
+    ("#1 100%.png", "#1 100%.png"),
+    ("猫の写真.jpg", "猫の写真.jpg"),
+    ("🐈 cat.png", "🐈 cat.png"),
+    ("README", "README"),
+    ("archive.tar.gz", "archive.tar.gz"),
+    (".hidden", ".hidden"),
+    ("%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd"),
+    ("C:\\Users\\me\\cat.jpg", "cat.jpg"),
+    ("../../etc/passwd", "passwd"),
+]
+
+
+@pytest.mark.parametrize("raw,name", REAL_NAMES, ids=[n for n, _ in REAL_NAMES])
+def test_real_file_names_are_kept(served, raw, name):
+    kwargs = _raw_name(raw.encode())
+    r = requests.post(served.url, timeout=30, **kwargs)
+    assert r.status_code == 200, r.text
+    # the name travelled unchanged in the request message (the fake worker echoes it as the label)
+    assert r.content.decode() == echo_label(name, b"abc")
+    j = requests.post(served.url, timeout=30, data=kwargs["data"],
+                      headers={**kwargs["headers"], "Accept": "application/json"}).json()
+    assert j["file"] == name
+    stored = requests.get(f"{served.url}results/{j['id']}", headers={"Accept": "application/json"}, timeout=10)
+    assert stored.json()["file"] == name
+    # The directory store's mapping: one file for the name, never starting with '.', holding the image.
+    disk = name.replace("%", "%25")
+    disk = "%2E" + disk[1:] if disk.startswith(".") else disk
+    assert (served.in_dir / disk).read_bytes() == b"abc"
+    assert not (served.in_dir / ".." / "passwd").exists()
 
 
 @pytest.mark.parametrize("method,path,status", [

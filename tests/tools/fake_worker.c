@@ -8,7 +8,7 @@
  *   - an image whose bytes start with "EFORMAT" or "ETOOBIG" gets that error response;
  *   - otherwise the label is --label, or by default "echo <file> <bytes> <fnv1a-32 of the bytes, hex>",
  *     so a test can tell that each client got the answer for its own upload.
- * It writes the response message to results/<id>.json in the output bucket (as the worker does), sends
+ * It writes the response message as the result record in the output bucket (as the worker does), sends
  * it to the request's reply queue, and only then deletes the request. Stops on SIGINT or SIGTERM. */
 #include "common/buf.h"
 #include "common/config.h"
@@ -120,8 +120,8 @@ static int answer(fake *f, const queue_msg *m)
         classify(f, &req, p, req.image_key[0] ? img.len : req.image_len, &resp);
         rc = msg_response_encode(&resp, &out);
     }
-    char key[MESSAGE_MAX_ID + 16];
-    snprintf(key, sizeof key, "results/%s.json", req.id);
+    char key[STORE_MAX_SYSTEM_KEY];
+    store_key_result(req.id, key);
     if (!rc && (rc = store_put(f->out, key, out.data, out.len)))
         log_event("error", "fake_worker", "put_failed detail=\"%s\"", f->out->err.msg);
     queue *rq = rc ? NULL : reply_queue(f, req.reply_to);

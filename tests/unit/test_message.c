@@ -15,6 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define ID "0123456789abcdef0123456789abcdef"
+#define CLAIM ".imgcls/claims/" ID
+
 static void copy(char *dst, size_t size, const char *src)
 {
     snprintf(dst, size, "%s", src);
@@ -24,7 +27,7 @@ static msg_request base_request(void)
 {
     msg_request r;
     memset(&r, 0, sizeof r);
-    copy(r.id, sizeof r.id, "r-0123456789abcdef");
+    copy(r.id, sizeof r.id, ID);
     copy(r.file, sizeof r.file, "test_0.JPEG");
     copy(r.reply_to, sizeof r.reply_to, "sqlite:///var/lib/imgcls/imgcls.db?queue=resp-web1");
     return r;
@@ -78,7 +81,7 @@ static void t_request_key(void **state)
 {
     (void)state;
     msg_request r = base_request();
-    copy(r.image_key, sizeof r.image_key, "big photo, \"quoted\" \xc3\xa9.JPEG");
+    copy(r.image_key, sizeof r.image_key, CLAIM);
     copy(r.file, sizeof r.file, "big photo, \"quoted\" \xc3\xa9.JPEG");
     request_round_trip(&r);
 }
@@ -93,11 +96,21 @@ static void t_request_encode_refusals(void **state)
     assert_int_equal(msg_request_encode(&r, &b), IMGCLS_EINVAL); /* neither image nor key */
     r.image = img;
     r.image_len = sizeof img;
-    copy(r.image_key, sizeof r.image_key, "k");
+    copy(r.image_key, sizeof r.image_key, CLAIM);
     assert_int_equal(msg_request_encode(&r, &b), IMGCLS_EINVAL); /* both */
     r.image_key[0] = 0;
     r.id[0] = 0;
     assert_int_equal(msg_request_encode(&r, &b), IMGCLS_EINVAL); /* no id */
+    copy(r.id, sizeof r.id, "r-1");
+    assert_int_equal(msg_request_encode(&r, &b), IMGCLS_EINVAL); /* not an id the web tier makes */
+    r = base_request();
+    copy(r.image_key, sizeof r.image_key, "test_0.JPEG");
+    assert_int_equal(msg_request_encode(&r, &b), IMGCLS_EINVAL); /* a key that is not its claim */
+    r = base_request();
+    r.image = img;
+    r.image_len = sizeof img;
+    copy(r.file, sizeof r.file, "../x.jpg");
+    assert_int_equal(msg_request_encode(&r, &b), IMGCLS_EINVAL); /* a path, not a name */
     r = base_request();
     r.image = img;
     r.image_len = MESSAGE_INLINE_MAX + 1; /* never read: refused on length */
@@ -125,7 +138,7 @@ static msg_response base_response(size_t ntop)
                                          "caf\xc3\xa9", "bathtub"};
     msg_response r;
     memset(&r, 0, sizeof r);
-    copy(r.id, sizeof r.id, "r-42");
+    copy(r.id, sizeof r.id, "42424242424242424242424242424242");
     copy(r.file, sizeof r.file, "test_0.JPEG");
     for (size_t i = 0; i < ntop; i++) {
         copy(r.top[i].label, sizeof r.top[i].label, labels[i % 5]);
@@ -183,7 +196,7 @@ static void t_response_error(void **state)
     (void)state;
     msg_response r;
     memset(&r, 0, sizeof r);
-    copy(r.id, sizeof r.id, "r-43");
+    copy(r.id, sizeof r.id, "43434343434343434343434343434343");
     copy(r.file, sizeof r.file, "notanimage.txt");
     copy(r.error_code, sizeof r.error_code, "EFORMAT");
     copy(r.error_message, sizeof r.error_message, "notanimage.txt: not a JPEG or PNG, \"really\"");
@@ -220,8 +233,8 @@ typedef struct bad_case {
     const char *field; /* must appear in the error detail */
 } bad_case;
 
-#define REQ_TAIL "\"reply_to\":\"q\",\"image_key\":\"k\"}"
-#define REQ_HEAD "{\"v\":1,\"id\":\"a\",\"file\":\"f\","
+#define REQ_TAIL "\"reply_to\":\"q\",\"image_key\":\"" CLAIM "\"}"
+#define REQ_HEAD "{\"v\":1,\"id\":\"" ID "\",\"file\":\"f\","
 
 static const bad_case bad_requests[] = {
     {"hello", "not JSON"},
@@ -241,11 +254,11 @@ static const bad_case bad_requests[] = {
     {"{\"v\":1,\"id\":\"a\\u0000b\",\"file\":\"f\"," REQ_TAIL, "not JSON"},
     {"{\"v\":1,\"id\":\"0123456789012345678901234567890123456789012345678901234567890123\",\"file\":\"f\","
      REQ_TAIL, "id"}, /* 64 bytes: one too many */
-    {"{\"v\":1,\"id\":\"a\"," REQ_TAIL, "file"},
-    {"{\"v\":1,\"id\":\"a\",\"file\":[]," REQ_TAIL, "file"},
-    {REQ_HEAD "\"image_key\":\"k\"}", "reply_to"},
+    {"{\"v\":1,\"id\":\"" ID "\"," REQ_TAIL, "file"},
+    {"{\"v\":1,\"id\":\"" ID "\",\"file\":[]," REQ_TAIL, "file"},
+    {REQ_HEAD "\"image_key\":\"" CLAIM "\"}", "reply_to"},
     {REQ_HEAD "\"reply_to\":\"q\"}", "image_b64/image_key"},
-    {REQ_HEAD "\"reply_to\":\"q\",\"image_key\":\"k\",\"image_b64\":\"QUJD\"}", "image_b64/image_key"},
+    {REQ_HEAD "\"reply_to\":\"q\",\"image_key\":\"" CLAIM "\",\"image_b64\":\"QUJD\"}", "image_b64/image_key"},
     {REQ_HEAD "\"reply_to\":\"q\",\"image_key\":\"\"}", "image_key"},
     {REQ_HEAD "\"reply_to\":\"q\",\"image_key\":1}", "image_key"},
     {REQ_HEAD "\"reply_to\":\"q\",\"image_b64\":\"\"}", "image_b64"},
@@ -261,7 +274,7 @@ static const bad_case bad_requests[] = {
 };
 
 #define RESP_MS ",\"worker\":\"w\",\"ms\":{\"queue\":1,\"fetch\":2,\"decode\":3,\"infer\":4,\"total\":5}}"
-#define RESP_HEAD "{\"v\":1,\"id\":\"a\",\"file\":\"f\","
+#define RESP_HEAD "{\"v\":1,\"id\":\"" ID "\",\"file\":\"f\","
 #define RESP_TOP1 "\"top\":[{\"label\":\"x\",\"index\":1,\"prob\":0.5}]"
 #define RESP_OK "\"label\":\"x\",\"index\":1,\"prob\":0.5," RESP_TOP1
 #define TOP_ENTRY "{\"label\":\"x\",\"index\":1,\"prob\":0.5}"
@@ -270,7 +283,9 @@ static const bad_case bad_responses[] = {
     {"{\"v\":1,\"id\":\"a\",\"file\":\"f\",\"label\":\"x\"", "not JSON"},
     {"{\"v\":2,\"id\":\"a\",\"file\":\"f\"," RESP_OK RESP_MS, "v"},
     {"{\"v\":1,\"file\":\"f\"," RESP_OK RESP_MS, "id"},
-    {"{\"v\":1,\"id\":\"a\"," RESP_OK RESP_MS, "file"},
+    {"{\"v\":1,\"id\":\"" ID "\"," RESP_OK RESP_MS, "file"},
+    {"{\"v\":1,\"id\":\"r-1\",\"file\":\"f\"," RESP_OK RESP_MS, "id"},
+    {"{\"v\":1,\"id\":\"" ID "\",\"file\":\"a/b\"," RESP_OK RESP_MS, "file"},
     {RESP_HEAD "\"index\":1,\"prob\":0.5," RESP_TOP1 RESP_MS, "label"},
     {RESP_HEAD "\"label\":5,\"index\":1,\"prob\":0.5," RESP_TOP1 RESP_MS, "label"},
     {RESP_HEAD "\"label\":\"x\",\"index\":\"1\",\"prob\":0.5," RESP_TOP1 RESP_MS, "index"},
@@ -304,6 +319,24 @@ static const bad_case bad_responses[] = {
     {RESP_HEAD "\"error\":{\"code\":\"E0123456789012345678901234567890\",\"message\":\"m\"}}", "error.code"},
 };
 
+/* Forged requests: well-formed JSON that anything able to write to the queue could send, each trying to
+ * make a worker write where it must not. Each is refused by decode, naming the field. */
+#define FORGE(id, file, key) "{\"v\":1,\"id\":\"" id "\",\"file\":\"" file "\",\"reply_to\":\"q\",\"image_key\":\"" key "\"}"
+static const bad_case forged_requests[] = {
+    {FORGE("../../etc", "f", CLAIM), "id"},
+    {FORGE("0123456789ABCDEF0123456789ABCDEF", "f", CLAIM), "id"},      /* uppercase: not ours */
+    {FORGE("0123456789abcdef0123456789abcdef/x", "f", CLAIM), "id"},
+    {FORGE("0123456789abcdef", "f", CLAIM), "id"},                      /* too short */
+    {FORGE(ID, "../../out/.imgcls/results/x.json", CLAIM), "file"},  /* a path */
+    {FORGE(ID, "C:\\\\evil.jpg", CLAIM), "file"},
+    {FORGE(ID, "a\\nb.jpg", CLAIM), "file"},                           /* a newline in the name */
+    {FORGE(ID, "..", CLAIM), "file"},
+    {FORGE(ID, "f", ".imgcls/claims/ffffffffffffffffffffffffffffffff"), "image_key"}, /* another's claim */
+    {FORGE(ID, "f", "test_0.JPEG"), "image_key"},                      /* a client's object */
+    {FORGE(ID, "f", ".imgcls/results/" ID ".json"), "image_key"},
+    {FORGE(ID, "f", "../../etc/passwd"), "image_key"},
+};
+
 static void check_bad(int rc, const imgcls_errbuf *eb, const char *json, const char *field)
 {
     if (rc != IMGCLS_ECORRUPT)
@@ -327,6 +360,22 @@ static void t_bad_requests(void **state)
         int rc = msg_request_decode((const unsigned char *)j, strlen(j), &d, &eb);
         check_bad(rc, &eb, j, bad_requests[i].field);
         assert_null(d.image); /* nothing to free after a failure */
+    }
+}
+
+static void t_forged_requests(void **state)
+{
+    (void)state;
+    msg_request d;
+    imgcls_errbuf eb = {{0}};
+    const char *good = FORGE(ID, "my photo (1).jpg", CLAIM);
+    assert_int_equal(msg_request_decode((const unsigned char *)good, strlen(good), &d, &eb), 0);
+    assert_string_equal(d.file, "my photo (1).jpg");
+    msg_request_free(&d);
+    for (size_t i = 0; i < sizeof forged_requests / sizeof *forged_requests; i++) {
+        const char *j = forged_requests[i].json;
+        memset(&eb, 0, sizeof eb);
+        check_bad(msg_request_decode((const unsigned char *)j, strlen(j), &d, &eb), &eb, j, forged_requests[i].field);
     }
 }
 
@@ -366,7 +415,7 @@ static void t_bad_generated(void **state)
     memset(file, 'f', sizeof file - 1);
     file[sizeof file - 1] = 0;
     buf_init(&b, 4096);
-    assert_int_equal(buf_printf(&b, "{\"v\":1,\"id\":\"a\",\"file\":\"%s\"," REQ_TAIL, file), 0);
+    assert_int_equal(buf_printf(&b, "{\"v\":1,\"id\":\"" ID "\",\"file\":\"%s\"," REQ_TAIL, file), 0);
     msg_request r;
     check_bad(msg_request_decode(b.data, b.len, &r, &eb), &eb, "file too long", "file");
     buf_free(&b);
@@ -397,7 +446,7 @@ int main(void)
         cmocka_unit_test(t_request_encode_refusals), cmocka_unit_test(t_response_result),
         cmocka_unit_test(t_response_error),       cmocka_unit_test(t_response_encode_refusals),
         cmocka_unit_test(t_bad_requests),         cmocka_unit_test(t_bad_responses),
-        cmocka_unit_test(t_bad_generated),
+        cmocka_unit_test(t_bad_generated),        cmocka_unit_test(t_forged_requests),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

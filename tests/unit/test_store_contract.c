@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <time.h>
 
 typedef struct backend {
     const char *name;
@@ -106,18 +108,74 @@ static void t_put_get_exists(void **state)
     assert_value(fx->s, "test_0.JPEG", "\xff\xd8\x00jpeg", 7); /* untouched */
 }
 
-static void t_nested_keys(void **state)
+#define ID "0123456789abcdef0123456789abcdef"
+
+static void t_system_keys(void **state)
 {
     fixture *fx = *state;
-    put_ok(fx->s, "results/ab/cd.json", "{}", 2);
-    put_ok(fx->s, "results/ab/ef.json", "[]", 2);
-    assert_value(fx->s, "results/ab/cd.json", "{}", 2);
-    assert_value(fx->s, "results/ab/ef.json", "[]", 2);
+    char claim[STORE_MAX_SYSTEM_KEY], result[STORE_MAX_SYSTEM_KEY];
+    store_key_claim(ID, claim);
+    store_key_result(ID, result);
+    assert_string_equal(claim, ".imgcls/claims/" ID);
+    assert_string_equal(result, ".imgcls/results/" ID ".json");
+    put_ok(fx->s, claim, "jpeg", 4);
+    put_ok(fx->s, result, "{}", 2);
+    assert_value(fx->s, claim, "jpeg", 4);
+    assert_value(fx->s, result, "{}", 2);
     bool e = true;
-    assert_int_equal(store_exists(fx->s, "results/ab", &e), 0); /* a prefix is not a key */
+    assert_int_equal(store_exists(fx->s, ".imgcls/claims", &e), 0); /* a prefix is not a key */
     assert_false(e);
-    assert_int_equal(store_exists(fx->s, "results/zz/cd.json", &e), 0);
+    assert_int_equal(store_exists(fx->s, ".imgcls/results/ffff.json", &e), 0);
     assert_false(e);
+}
+
+/* The names the last review found breaking the service, the names of the system's own prefixes, and
+ * the names people's devices make: each is its own object, beside the system's objects, and none
+ * disturbs another. */
+static const char *const client_names[] = {
+    "results", "results.jpg", "requests", "requests.png", ".imgcls", ".imgcls.json", "claims", "%2Eimgcls",
+    "%2eimgcls", "my photo.jpg", "IMG_2041 (1).JPG", "caf\xc3\xa9.jpg", "a+b.jpg", "#1 100%.png",
+    "\xe7\x8c\xab.jpg", "\xf0\x9f\x90\x88.png", "...", "..jpg", ".tmp-abc", "a:b*c?d\"e<f>g|h", "README",
+};
+
+static void t_names_and_system_keys_never_meet(void **state)
+{
+    fixture *fx = *state;
+    size_t n = sizeof client_names / sizeof *client_names;
+    char claim[STORE_MAX_SYSTEM_KEY], result[STORE_MAX_SYSTEM_KEY];
+    store_key_claim(ID, claim);
+    store_key_result(ID, result);
+    for (int round = 0; round < 2; round++) { /* names first, then system keys first */
+        if (round == 1) {
+            put_ok(fx->s, claim, "claim", 5);
+            put_ok(fx->s, result, "result", 6);
+        }
+        for (size_t i = 0; i < n; i++)
+            put_ok(fx->s, client_names[i], client_names[i], strlen(client_names[i]));
+        put_ok(fx->s, claim, "claim", 5);
+        put_ok(fx->s, result, "result", 6);
+    }
+    for (size_t i = 0; i < n; i++)
+        assert_value(fx->s, client_names[i], client_names[i], strlen(client_names[i]));
+    assert_value(fx->s, claim, "claim", 5);
+    assert_value(fx->s, result, "result", 6);
+}
+
+static void t_delete(void **state)
+{
+    fixture *fx = *state;
+    char claim[STORE_MAX_SYSTEM_KEY];
+    store_key_claim(ID, claim);
+    put_ok(fx->s, "my photo.jpg", "x", 1);
+    put_ok(fx->s, claim, "y", 1);
+    assert_int_equal(store_del(fx->s, claim), 0);
+    bool e = true;
+    assert_int_equal(store_exists(fx->s, claim, &e), 0);
+    assert_false(e);
+    assert_int_equal(store_del(fx->s, claim), 0); /* idempotent */
+    assert_int_equal(store_del(fx->s, "never there"), 0);
+    assert_value(fx->s, "my photo.jpg", "x", 1); /* untouched */
+    assert_int_equal(store_del(fx->s, "../x"), IMGCLS_EINVAL);
 }
 
 static void t_overwrite(void **state)
@@ -138,9 +196,9 @@ static void t_missing(void **state)
     imgcls_buf b;
     buf_init(&b, 1024);
     assert_int_equal(store_get(fx->s, "nope", &b), IMGCLS_ENOTFOUND);
-    assert_int_equal(store_get(fx->s, "no/such/dir", &b), IMGCLS_ENOTFOUND);
-    put_ok(fx->s, "file", "x", 1);
-    assert_int_equal(store_get(fx->s, "file/below", &b), IMGCLS_ENOTFOUND);
+    assert_int_equal(store_get(fx->s, ".imgcls/no/such/key", &b), IMGCLS_ENOTFOUND);
+    put_ok(fx->s, ".imgcls/file", "x", 1);
+    assert_int_equal(store_get(fx->s, ".imgcls/file/below", &b), IMGCLS_ENOTFOUND);
     assert_int_equal(b.len, 0);
     buf_free(&b);
 }
@@ -164,9 +222,11 @@ static void t_get_limit(void **state)
 }
 
 static const char *const bad_keys[] = {
-    "",       "../x",  "/abs",    "a//b",   ".hidden", "a/../b", "a/./b",   "..",      ".",
-    "a/",     "/",     "a\\b",    "a b",    "a\nb",    "a\tb",   "a:b",     "a?b",     "a*b",
-    "a/.b",   "\xc3\xa9", "a%2e", "~root",  "a\rb",   "x/..",   "./a",
+    "",          "../x",          "/abs",          "a//b",      "a/../b",       "..",
+    ".",         "a/",            "/",             "a\\b",      "a\nb",          "a\tb",
+    "a\rb",      "x/..",          "./a",           "\xff",      "caf\xe9.jpg",   "a/b",
+    "results/x.json", ".imgcls/", ".imgcls//a",   ".imgcls/../x", ".imgcls/.tmp-x", ".imgcls/a b",
+    ".imgcls/claims/../../x", ".imgcls/a/", ".imgcls/\xc3\xa9", "a\x01b",
 };
 
 static void t_bad_keys(void **state)
@@ -201,8 +261,9 @@ static int run_backend(const backend *be)
 {
 #define CONTRACT(f) cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, (void *)be)
     const struct CMUnitTest tests[] = {
-        CONTRACT(t_put_get_exists), CONTRACT(t_nested_keys), CONTRACT(t_overwrite),
-        CONTRACT(t_missing),        CONTRACT(t_get_limit),   CONTRACT(t_bad_keys),
+        CONTRACT(t_put_get_exists), CONTRACT(t_system_keys), CONTRACT(t_names_and_system_keys_never_meet),
+        CONTRACT(t_delete),         CONTRACT(t_overwrite),   CONTRACT(t_missing),
+        CONTRACT(t_get_limit),      CONTRACT(t_bad_keys),
     };
 #undef CONTRACT
     print_message("store backend: %s\n", be->name);
@@ -215,7 +276,8 @@ static void t_key_valid(void **state)
 {
     (void)state;
     static const char *const good[] = {
-        "a", "test_0.JPEG", "test_0", "results/0f3a.json", "a-b_c.d", "A/B/C", "a..b", "a.", "x/y.",
+        "a", "test_0.JPEG", "test_0", "a..b", "a.", ".hidden", "a b", "a%2e", "~root", "a:b", "\xc3\xa9",
+        ".imgcls", ".imgcls/claims/" ID, ".imgcls/results/" ID ".json", ".imgcls/a-b_c.d/x",
     };
     for (size_t i = 0; i < sizeof good / sizeof *good; i++)
         if (!store_key_valid(good[i]))
@@ -224,8 +286,11 @@ static void t_key_valid(void **state)
         if (store_key_valid(bad_keys[i]))
             fail_msg("'%s' should be invalid", bad_keys[i]);
     assert_false(store_key_valid(NULL));
+    for (size_t i = 0; i < sizeof client_names / sizeof *client_names; i++)
+        assert_false(store_key_is_system(client_names[i])); /* no name can be a system key */
     char key[STORE_MAX_KEY + 1];
-    memset(key, 'k', sizeof key);
+    memcpy(key, ".imgcls/", 8);
+    memset(key + 8, 'k', sizeof key - 8);
     key[STORE_MAX_KEY - 1] = 0;
     assert_true(store_key_valid(key)); /* STORE_MAX_KEY - 1 bytes */
     key[STORE_MAX_KEY - 1] = 'k';
@@ -270,25 +335,76 @@ static void t_open_errors(void **state)
     }
 }
 
-/* The file backend's own rules: keys are paths, so a key and a "directory" of keys cannot share a
- * name; and put leaves no temporary file behind. */
+/* The file backend's own mapping: names are percent-encoded into one file each, never starting with
+ * '.', so only the system's directory and put's temporary files do; system keys are paths below
+ * ".imgcls"; put leaves no temporary file behind. */
 static void t_file_specifics(void **state)
 {
     fixture *fx = *state;
-    put_ok(fx->s, "a/b", "1", 1);
-    assert_int_equal(store_put(fx->s, "a", "2", 1), IMGCLS_EINVAL);
-    put_ok(fx->s, "c", "3", 1);
-    assert_int_equal(store_put(fx->s, "c/d", "4", 1), IMGCLS_EINVAL);
-    assert_value(fx->s, "a/b", "1", 1);
-    assert_value(fx->s, "c", "3", 1);
-    char path[128];
+    char claim[STORE_MAX_SYSTEM_KEY];
+    store_key_claim(ID, claim);
+    for (size_t i = 0; i < sizeof client_names / sizeof *client_names; i++)
+        put_ok(fx->s, client_names[i], "v", 1);
+    put_ok(fx->s, claim, "c", 1);
+    char path[256];
     snprintf(path, sizeof path, "%s/bucket", fx->dir);
     DIR *d = opendir(path);
     assert_non_null(d);
     struct dirent *ent;
-    while ((ent = readdir(d)) != NULL)
+    size_t files = 0;
+    while ((ent = readdir(d)) != NULL) {
+        if (!strcmp(ent->d_name, ".") || !strcmp(ent->d_name, ".."))
+            continue;
         assert_null(strstr(ent->d_name, ".tmp-"));
+        if (ent->d_name[0] == '.')
+            assert_string_equal(ent->d_name, ".imgcls");
+        else
+            files++;
+    }
     closedir(d);
+    assert_int_equal(files, sizeof client_names / sizeof *client_names); /* one file per name */
+    static const char *const on_disk[] = {"%2Eimgcls", "%252Eimgcls", "caf\xc3\xa9.jpg", "#1 100%25.png",
+                                          "%2E..", "%2E.jpg", "%2Etmp-abc", ".imgcls/claims/" ID};
+    for (size_t i = 0; i < sizeof on_disk / sizeof *on_disk; i++) {
+        snprintf(path, sizeof path, "%s/bucket/%s", fx->dir, on_disk[i]);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            fail_msg("%s is not on disk", path);
+        fclose(f);
+    }
+    /* A valid name whose encoded form is over NAME_MAX cannot be stored here, and says so. */
+    char pct[101];
+    memset(pct, '%', 100);
+    pct[100] = 0;
+    assert_int_equal(store_put(fx->s, pct, "x", 1), IMGCLS_EINVAL);
+    assert_non_null(strstr(fx->s->err.msg, "encoded"));
+}
+
+/* Claims older than the cut-off go; newer ones, names, and temporary files stay. */
+static void t_file_expire(void **state)
+{
+    fixture *fx = *state;
+    char old[STORE_MAX_SYSTEM_KEY], fresh[STORE_MAX_SYSTEM_KEY], path[256];
+    store_key_claim("00000000000000000000000000000000", old);
+    store_key_claim(ID, fresh);
+    put_ok(fx->s, old, "o", 1);
+    put_ok(fx->s, fresh, "f", 1);
+    put_ok(fx->s, "keep.jpg", "k", 1);
+    snprintf(path, sizeof path, "%s/bucket/%s", fx->dir, old);
+    struct timeval tv[2] = {{.tv_sec = 1000000}, {.tv_sec = 1000000}};
+    assert_int_equal(utimes(path, tv), 0);
+    size_t removed = 99;
+    assert_int_equal(store_expire(fx->s, STORE_CLAIM_PREFIX, (long long)time(NULL), 3600, &removed), 0);
+    assert_int_equal(removed, 1);
+    bool e = true;
+    assert_int_equal(store_exists(fx->s, old, &e), 0);
+    assert_false(e);
+    assert_value(fx->s, fresh, "f", 1);
+    assert_value(fx->s, "keep.jpg", "k", 1);
+    assert_int_equal(store_expire(fx->s, STORE_CLAIM_PREFIX, (long long)time(NULL), 3600, &removed), 0);
+    assert_int_equal(removed, 0);
+    assert_int_equal(store_expire(fx->s, "keep.jpg", 0, 0, &removed), IMGCLS_EINVAL); /* not a prefix */
+    assert_int_equal(store_expire(fx->s, ".imgcls/none/", 0, 0, &removed), 0);      /* nothing there */
 }
 
 static void t_fault(void **state)
@@ -318,6 +434,14 @@ static void t_fault(void **state)
     assert_true(e);
     buf_free(&b);
     store_close(s);
+
+    snprintf(url, sizeof url, "fault:file://%s/bucket#op=del&code=EIO", fx->dir);
+    assert_int_equal(store_open(url, &s, &eb), 0);
+    assert_int_equal(store_del(s, "one"), IMGCLS_EIO);
+    assert_int_equal(store_exists(s, "one", &e), 0);
+    assert_true(e); /* the failed delete removed nothing */
+    assert_int_equal(store_del(s, "one"), 0);
+    store_close(s);
     store_close(NULL);
 }
 
@@ -330,7 +454,7 @@ int main(void)
 #define FILE_TEST(f) cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, (void *)be)
     const struct CMUnitTest others[] = {
         cmocka_unit_test(t_key_valid), FILE_TEST(t_open_errors), FILE_TEST(t_file_specifics),
-        FILE_TEST(t_fault),
+        FILE_TEST(t_file_expire),      FILE_TEST(t_fault),
     };
 #undef FILE_TEST
     failed += cmocka_run_group_tests_name("keys, registry, file specifics, fault wrapper", others, NULL, NULL);
