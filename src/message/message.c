@@ -315,8 +315,10 @@ int msg_request_decode(const unsigned char *data, size_t len, msg_request *out, 
     if (why)
         rc = imgcls_fail(eb, IMGCLS_ECORRUPT, "message: %s", why);
     json_decref(root);
-    if (rc)
+    if (rc) {
         msg_request_free(out);
+        memset(out, 0, sizeof *out); /* the contract: zeroed on failure, not half-filled */
+    }
     return rc;
 }
 
