@@ -15,6 +15,7 @@ struct engine {
     network *net;
     float *logits;
     size_t logits_cap; /* in floats */
+    bool memory_caps_pixels; /* cfg.limits.max_pixels comes from cfg.max_memory */
 };
 
 void engine_config_default(engine_config *cfg)
@@ -42,8 +43,10 @@ int engine_open(const engine_config *cfg, engine **out, imgcls_errbuf *eb)
     e->cfg = *cfg;
     /* The memory limit becomes a pixel limit that the decoder checks from the header, before it allocates. */
     uint64_t per_px = cfg->mode == PREPROCESS_REFERENCE ? ENGINE_REFERENCE_BYTES_PER_PIXEL : ENGINE_DECODE_BYTES_PER_PIXEL;
-    if (cfg->max_memory && cfg->max_memory / per_px < e->cfg.limits.max_pixels)
+    if (cfg->max_memory && cfg->max_memory / per_px < e->cfg.limits.max_pixels) {
         e->cfg.limits.max_pixels = cfg->max_memory / per_px;
+        e->memory_caps_pixels = true;
+    }
     if (!e->cfg.model_path)
         e->cfg.model_path = engine_default_model_path();
     int rc = model_file_open(e->cfg.model_path, &e->model, eb);
@@ -149,7 +152,7 @@ static bool network_fits(engine *e, const image_tensor *t, engine_result *r)
     }
     if (e->cfg.max_memory && bytes + tensor > e->cfg.max_memory) {
         r->rc = IMGCLS_ETOOBIG;
-        snprintf(r->error, sizeof r->error, "a %ux%u image needs %zu MiB for the network, over the limit of %zu MiB",
+        snprintf(r->error, sizeof r->error, "a %ux%u image needs %zu MiB for the network, over the limit of %zu MiB (--max-image-mb)",
                  t->w, t->h, (bytes + tensor) >> 20, e->cfg.max_memory >> 20);
         return false;
     }
@@ -188,7 +191,10 @@ static void decode_one(engine *e, const engine_image *img, image_tensor *t, engi
     r->rc = image_load_tensor(img->data, img->len, &e->cfg.limits, e->cfg.mode, t, &ieb);
     r->decode_ms = clock_ms() - t0;
     if (r->rc)
-        snprintf(r->error, sizeof r->error, "%s", ieb.msg[0] ? ieb.msg : imgcls_strerror(r->rc));
+        snprintf(r->error, sizeof r->error, "%s%s", ieb.msg[0] ? ieb.msg : imgcls_strerror(r->rc),
+                 r->rc == IMGCLS_ETOOBIG && e->memory_caps_pixels && strstr(ieb.msg, "MP")
+                     ? " (the memory limit per image, --max-image-mb)"
+                     : "");
 }
 
 int engine_classify(engine *e, const engine_image *images, size_t n, size_t k, engine_result *results,

@@ -104,7 +104,9 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
     if (!up->have_file) {
         up->have_file = true;
         if (!filename)
-            up->name_problem = "the part has no filename (send the image as a file)";
+            /* MHD also reports no filename when the one sent has a NUL byte in it */
+            up->name_problem = "the part has no usable filename (none, or one with a NUL byte); send the image "
+                               "as a file";
         else
             up->name_problem = filename_from_client(filename, strlen(filename), up->filename, sizeof up->filename);
         snprintf(up->raw_filename, sizeof up->raw_filename, "%s", filename ? filename : "");
@@ -220,7 +222,7 @@ static void store_named_copy(web_upload *up, web_handles *h)
 {
     double t = clock_ms();
     if (store_put(h->in, up->filename, up->file.data, up->file.len))
-        log_event("warn", "web", "input_copy_failed id=%s file=%s detail=\"%s\"", up->pend.id, up->filename,
+        log_event("warn", "web", "input_copy_failed id=%s file=\"%s\" detail=\"%s\"", up->pend.id, up->filename,
                   h->in->err.msg);
     up->ms.store += clock_ms() - t;
 }
@@ -328,7 +330,7 @@ static enum MHD_Result submit(web_request *r)
     }
     up->sent_ms = clock_ms();
     up->phase = PH_WAITING;
-    log_event("info", "web", "accepted id=%s file=%s bytes=%zu claim_check=%d", up->pend.id, up->filename,
+    log_event("info", "web", "accepted id=%s file=\"%s\" bytes=%zu claim_check=%d", up->pend.id, up->filename,
               up->file.len, up->file.len > r->srv->cfg.inline_max);
     buf_free(&up->file); /* sent; nothing needs the bytes while the request waits */
     if (web_pending_park(s->pending, &up->pend))

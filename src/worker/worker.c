@@ -94,7 +94,7 @@ static size_t options(worker_opts *o, config_opt *t)
         {"visibility", CONFIG_UINT, "30", "seconds a received request stays invisible (extended while busy)",
          3, 43200, &o->visibility},
         {"max-batch-s", CONFIG_UINT, "300",
-         "seconds after which a batch's requests are no longer kept invisible (a stuck worker lets go)", 10,
+         "seconds after which a batch's requests are no longer kept invisible (a stuck worker lets go)", 1,
          43200, &o->max_batch_s},
         {"threads", CONFIG_UINT, "1", "threads for the network (the fleet scales by processes)", 1, 64,
          &o->threads},
@@ -305,15 +305,13 @@ static void finish_item(worker *w, item *it)
 {
     const queue_msg *m = it->m;
     heartbeat_forget(w->hb, m->receipt);
-    if (it->state == ITEM_DROP) {
-        queue_change_visibility(w->requests, m->receipt, 0);
-        return;
-    }
-    if (it->state == ITEM_RETRY) {
-        /* 2, 4, 8, 16 s: soon enough for the client still waiting, slow enough not to hammer a backend */
+    if (it->state == ITEM_DROP || it->state == ITEM_RETRY) {
+        /* A retry waits 2, 4, 8, 16 s: soon enough for the client still waiting, slow enough not to
+         * hammer a failing backend. If the release itself fails, the visibility timeout releases it. */
         unsigned shift = m->receive_count < 4 ? m->receive_count : 4;
         int backoff = (int)(1u << shift) < (int)w->o.visibility ? (int)(1u << shift) : (int)w->o.visibility;
-        queue_change_visibility(w->requests, m->receipt, backoff);
+        if (queue_change_visibility(w->requests, m->receipt, it->state == ITEM_DROP ? 0 : backoff))
+            log_event("warn", "worker", "release_failed msg=%s detail=\"%s\"", m->id, w->requests->err.msg);
         return;
     }
     if (queue_delete(w->requests, m->receipt)) {

@@ -348,6 +348,7 @@ BAD_REQUESTS = {
     "tab": (_raw_name(b"a\tb.jpg"), 400, "control character"),
     "delete_char": (_raw_name(b"a\x7fb.jpg"), 400, "control character"),
     "latin1": (_raw_name(b"caf\xe9.jpg"), 400, "not valid UTF-8"),
+    "nul": (_raw_name(b"a\x00b.jpg"), 400, "NUL byte"),
     "overlong_slash": (_raw_name(b"a\xc0\xafb.jpg"), 400, "not valid UTF-8"),
     "lone_continuation": (_raw_name(b"\x80.jpg"), 400, "not valid UTF-8"),
 }

@@ -8,49 +8,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import signal
-import subprocess
-from pathlib import Path
 
 import pytest
-import requests
 from PIL import Image
 
-from test_system import free_port, post, wait_for, wait_healthy
-
-
-class Stack:
-    def __init__(self, imgcls: Path, tmp: Path):
-        self.imgcls, self.tmp = imgcls, tmp
-        data = (tmp / "data").resolve()
-        (data / "in").mkdir(parents=True)
-        (data / "out").mkdir()
-        self.queue = f"sqlite://{data}/imgcls.db?queue=requests&sync=normal"
-        self.common = ["--in-bucket", f"file://{data}/in", "--out-bucket", f"file://{data}/out"]
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}/"
-        self.procs = [self._start("web", "--port", str(port), "--queue", self.queue, "--reply-queue",
-                                  f"sqlite://{data}/imgcls.db?queue=responses&sync=normal")]
-        wait_healthy(self.url, "the web tier")
-
-    def _start(self, role: str, *args: str) -> subprocess.Popen:
-        log = open(self.tmp / f"{role}-{len(getattr(self, 'procs', []))}.log", "w")
-        return subprocess.Popen([self.imgcls, role, *args, *self.common], stdout=log, stderr=subprocess.STDOUT)
-
-    def worker(self, *args: str) -> subprocess.Popen:
-        p = self._start("worker", "--queue", self.queue, *args)
-        self.procs.append(p)
-        return p
-
-    def metric(self, name: str) -> float:
-        text = requests.get(self.url + "metrics", timeout=5).text
-        return float(next(line for line in text.splitlines() if line.startswith(name)).split()[-1])
-
-    def stop(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            p.wait(timeout=30)
+from stack import Stack
+from test_system import post, wait_for
 
 
 @pytest.fixture
