@@ -11,7 +11,7 @@ PY         := .venv/bin/python
 JOBS       ?= $(shell nproc)
 
 .PHONY: all deps build build-asan build-fuzz build-tsan models docs test test-unit test-asan test-py \
-        fuzz-seeds fuzz test-fuzz test-tsan bench up clean
+        fuzz-seeds fuzz test-fuzz test-tsan soak bench up clean
 
 all: build models
 
@@ -76,6 +76,11 @@ fuzz: fuzz-seeds
 # The smoke run: saved crash inputs (tests/fuzz/regressions) first, then FUZZ_SMOKE_SECONDS a target.
 test-fuzz: fuzz-seeds
 	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS)
+
+# IMGCLS_SOAK_REQUESTS (default 10000) requests through `imgcls up` on the ASan+LSan build: no leak,
+# no error, flat memory; prints the RSS of the web tier and each worker at 1k and at the end.
+soak: all build-asan
+	IMGCLS_BUILD_DIR=$(ASAN_BUILD) $(PY) -m pytest -q -s tests/e2e/test_soak.py
 
 bench: all
 	@$(PY) bench/bench.py --build $(BUILD)
