@@ -1,6 +1,6 @@
 """Running `imgcls up` from a test: start it, read its log, find its children, stop it.
 
-Shared by test_up.py (the supervisor), test_chaos.py and test_soak.py. Everything that waits polls a
+Shared by test_up.py (the supervisor), test_chaos.py and test_soak.py, with the photos they send. Everything that waits polls a
 condition with a timeout; nothing sleeps to wait.
 """
 
@@ -13,6 +13,36 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+
+
+INLINE_MAX = 32 * 1024  # the web tier's default --inline-max: larger images go by claim check
+
+
+def mixed_photos(d: Path, photos: dict) -> list[Path]:
+    """Small copies of every photo (they go inline in the message) and three originals over 32 KiB
+    (they go by claim check through the input bucket)."""
+    from PIL import Image
+
+    out = []
+    for name, (path, _) in photos.items():
+        img = Image.open(path).convert("RGB")
+        img.thumbnail((224, 224))
+        small = d / f"small_{name}.jpg"
+        img.save(small, "JPEG", quality=85)
+        assert small.stat().st_size <= INLINE_MAX
+        out.append(small)
+    for name in ("dog", "eagle", "grace_hopper"):
+        big = d / f"big_{name}{photos[name][0].suffix}"
+        big.write_bytes(photos[name][0].read_bytes())
+        assert big.stat().st_size > INLINE_MAX
+        out.append(big)
+    return out
+
+
+def classify(imgcls: Path, paths: list[Path]) -> dict[str, str]:
+    """stem -> the label `imgcls classify` gives."""
+    r = subprocess.run([str(imgcls), "classify", *map(str, paths)], capture_output=True, text=True, check=True)
+    return dict(line.split(":", 1) for line in r.stdout.splitlines())
 
 
 def free_port() -> int:
@@ -119,8 +149,11 @@ class Up:
     def kill_everything(self):
         """Last-resort cleanup after a failed test: SIGKILL up and every child it started."""
         for _, _, pid in self.started():
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+            try:
+                if alive(pid) and b"imgcls" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
+            except (FileNotFoundError, ProcessLookupError):
+                pass
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
