@@ -1,10 +1,11 @@
 /* The backend URLs and keys (src/common/url.h, common/fault.h, queue_open, store_open, store keys).
- * The first input byte picks what the rest (as a C string) goes to (a digit '0'..'8', or any byte
- * modulo 9):
+ * The first input byte picks what the rest (as a C string) goes to (a digit '0'..'9', or any byte
+ * modulo 10):
  *   0 url_scheme   1 url_param_next, to the end   2 url_parse_ulong, against a reference
  *   3 fault_url_parse   4 store_key_valid, then exists/get of that key in a directory store
  *   5 queue_open("sqlite://<tmp>/q.db?" + rest)   6 queue_open("fault:sqlite://<tmp>/q.db?queue=q#" + rest)
  *   7 store_open("fault:file://<tmp>/st#" + rest)  8 store_open("file://<tmp>/d/" + rest), without ".."
+ *   9 queue_url_is_sibling(home, other), rest split at the first '\n': the check on a message's reply_to
  * The opens only ever touch the temporary directory: the fuzzed part never reaches the path, except
  * in 8, which refuses "..". Invariants: the parsers' documented results, and nothing crashes. */
 #include "fuzz_util.h"
@@ -127,6 +128,24 @@ static void fuzz_key(const char *s)
     buf_free(&b);
 }
 
+/* Whatever home is, a sibling is never a fault: URL, never home itself (without its fault: and #rule),
+ * and the same length as home but for the queue name. */
+static void fuzz_sibling(char *s)
+{
+    char *nl = strchr(s, '\n');
+    if (!nl)
+        return;
+    *nl = 0;
+    const char *home = s, *other = nl + 1;
+    if (!queue_url_is_sibling(home, other))
+        return;
+    FUZZ_CHECK(strncmp(other, "fault:", 6) != 0);
+    const char *h = strncmp(home, "fault:", 6) == 0 ? home + 6 : home;
+    size_t hn = strcspn(h, "#");
+    FUZZ_CHECK(!(strlen(other) == hn && strncmp(h, other, hn) == 0));
+    FUZZ_CHECK(!strstr(other, "-dlq&") && !(strlen(other) >= 4 && strcmp(other + strlen(other) - 4, "-dlq") == 0));
+}
+
 static void fuzz_queue(const char *prefix, const char *s)
 {
     char url[1024];
@@ -170,7 +189,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(s, data + 1, size - 1);
     s[size - 1] = 0;
     char prefix[256];
-    unsigned mode = data[0] >= '0' && data[0] <= '8' ? (unsigned)(data[0] - '0') : data[0] % 9u;
+    unsigned mode = data[0] >= '0' && data[0] <= '9' ? (unsigned)(data[0] - '0') : data[0] % 10u;
     switch (mode) {
     case 0: fuzz_scheme(s); break;
     case 1: fuzz_params(s); break;
@@ -194,6 +213,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!strstr(s, "..") && strlen(s) <= 64)
             fuzz_store(prefix, s);
         break;
+    case 9: fuzz_sibling(s); break;
     }
     free(s);
     return 0;
