@@ -198,7 +198,7 @@ def start_up(build: Path, data: Path) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([build / "imgcls", "up", "--port", str(port), "--data-dir", data, "--workers", "2"],
+    proc = subprocess.Popen([build / "imgcls", "up", "--port", str(port), "--data-dir", data, "--min-workers", "2", "--max-workers", "2"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     import urllib.request

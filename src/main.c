@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 #include "web/web.h"
 #include "loadgen/loadgen.h"
+#include "scale/scaler.h"
 #include "worker/worker.h"
 
 #include <malloc.h>
@@ -18,6 +19,7 @@ static const subcommand SUBCOMMANDS[] = {
     {"web", cli_web, "the web tier: HTTP uploads in, labels out"},
     {"up", cli_up, "run the whole system on this machine (web, queues, buckets, workers)"},
     {"worker", cli_worker, "one app-tier worker: classify requests from the queue"},
+    {"scaler", cli_scaler, "the autoscaling controller: grows and shrinks the fleet by a policy"},
     {"classify", cli_classify, "classify image files from the command line"},
     {"bench", cli_bench, "time the engine (driven by `make bench`)"},
     {"loadgen", cli_loadgen, "the workload generator"},

@@ -2,7 +2,10 @@
  *
  *   data dir/imgcls.db   the SQLite queues: requests, responses (and their dead-letter queues)
  *   data dir/in, /out    the input and output buckets
- *   processes            one `imgcls web` and --workers `imgcls worker`, children of this process
+ *   data dir/fleet       the local fleet's table (src/fleet/fleet_local.h): desired count, worker slots
+ *   data dir/scaler.prom the scaler's metrics, served by the web tier's /metrics
+ *   processes            one `imgcls web`, one `imgcls scaler`, and --min-workers to --max-workers
+ *                        `imgcls worker`, children of this process
  *
  * The children are this same binary started with their subcommand, so `up` runs exactly what a
  * deployment runs. What the supervisor promises:
@@ -29,12 +32,18 @@
  *   them; SIGKILL after 15 s, or at once on a second Ctrl-C. Each child's end is logged (`stopped
  *   role=.. exit=..`); `up` exits 0 when every child stopped cleanly, 1 otherwise.
  *
- * The worker count is fixed here; the scaler (a later stage) will own the fleet. */
+ * The fleet. `up` is the local fleet's supervisor: the scaler decides how many workers there should be
+ * and writes that into the fleet table; `up` reads it every UP_RECONCILE_MS and starts or stops
+ * workers to match. Each worker has a slot in the table and reports there whether it holds messages.
+ * Scale-in cancels a pending restart first, then stops idle workers, then ones still starting, and a
+ * busy worker only when nothing else is left; a stopped worker gets SIGTERM, finishes its batch and
+ * exits, and is not restarted. A worker that dies unasked is restarted, with the backoff above. */
 #include "cli/cli.h"
 
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "fleet/fleet_local.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -54,19 +63,23 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define UP_MAX_WORKERS 64
+#define UP_MAX_WORKERS FLEET_LOCAL_SLOTS
+#define UP_RECONCILE_MS 100 /* how often the fleet table's desired count is read */
+#define UP_KID_WEB 0
+#define UP_KID_SCALER 1
+#define UP_KID_WORKER0 2 /* kids[UP_KID_WORKER0 + slot - 1] runs worker slot `slot` */
 #define UP_STOP_GRACE_MS (15 * 1000)
 #define UP_PROBE_TIMEOUT_MS 1000 /* one GET /healthz */
 #define UP_PROBE_EVERY_MS 50     /* between probes until the web tier answers */
 
 typedef struct up_opts {
-    const char *data_dir, *bind, *model;
-    unsigned long port, workers, threads, visibility, timeout, backoff_max;
+    const char *data_dir, *bind, *model, *policy;
+    unsigned long port, min_workers, max_workers, threads, visibility, timeout, backoff_max;
 } up_opts;
 
 typedef struct child {
-    const char *role; /* "web" or "worker" */
-    unsigned slot;    /* 0 for the web tier, 1.. for the workers */
+    const char *role; /* "web", "scaler" or "worker" */
+    unsigned slot;    /* 0 for the web tier and the scaler, 1.. for the workers (their fleet slot) */
     pid_t pid;        /* 0 while not running */
     int64_t started_ms, restart_ms; /* when this run began; when to start again (pid 0, not stopping) */
     unsigned delay_s;               /* the wait before the next restart */
@@ -74,8 +87,10 @@ typedef struct child {
 } child;
 
 typedef struct up_state {
-    child kids[1 + UP_MAX_WORKERS];
+    child kids[UP_KID_WORKER0 + UP_MAX_WORKERS];
     size_t nkids;
+    fleet_table *fleet;
+    unsigned min_workers, max_workers;
     int sfd;          /* signalfd for SIGINT, SIGTERM, SIGCHLD */
     pid_t self;       /* the parent every child checks it still has */
     unsigned stops;   /* SIGINT/SIGTERM seen: 1 = stop, 2 = stop now */
@@ -86,9 +101,10 @@ typedef struct up_state {
 } up_state;
 
 static const char USAGE[] =
-    "usage: imgcls up [--port P] [--data-dir DIR] [--workers N]\n\n"
+    "usage: imgcls up [--port P] [--data-dir DIR] [--min-workers N] [--max-workers N] [--policy P]\n\n"
     "Runs the whole system on this machine: the web tier on http://BIND:PORT/, the SQLite queues and\n"
-    "the bucket directories under DIR (created with its parents), and N worker processes. Logs\n"
+    "the bucket directories under DIR (created with its parents), the scaler, and between --min-workers\n"
+    "and --max-workers worker processes, as many as the scaler's --policy asks for. Logs\n"
     "event=ready once the web tier answers GET /healthz. A child that dies is restarted after 1 s,\n"
     "doubling up to --backoff-max while it keeps dying; children die with `up`, even by SIGKILL.\n"
     "Ctrl-C stops everything (a second Ctrl-C at once); exit status 0 when every child stopped cleanly.";
@@ -187,6 +203,8 @@ static void child_start(up_state *u, child *c)
     }
     c->pid = pid;
     c->started_ms = clock_ms_i64();
+    if (c->slot)
+        fleet_table_started(u->fleet, c->slot, pid);
     log_event("info", "up", "started role=%s slot=%u pid=%d", c->role, c->slot, (int)pid);
 }
 
@@ -205,6 +223,14 @@ static void child_ended(up_state *u, child *c, int status)
     int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     pid_t pid = c->pid;
     c->pid = 0;
+    bool scaled_in = c->slot && fleet_table_state(u->fleet, c->slot) == FLEET_SLOT_STOPPING;
+    if (c->slot)
+        fleet_table_gone(u->fleet, c->slot);
+    if (scaled_in && !u->stopping) {
+        log_event("info", "up", "scaled_in role=worker slot=%u pid=%d exit=%d signal=%d", c->slot, (int)pid, code,
+                  sig);
+        return;
+    }
     if (u->stopping) {
         /* Dying of the SIGTERM we sent is a clean stop too: a child that had not yet installed its
          * handler (just started) takes the default action. */
@@ -367,6 +393,69 @@ out:
     return rc;
 }
 
+/* ---- the fleet: as many workers as the table's desired count ---- */
+
+static bool worker_active(const up_state *u, const child *c)
+{
+    return (c->pid > 0 && fleet_table_state(u->fleet, c->slot) != FLEET_SLOT_STOPPING) ||
+           (c->pid == 0 && c->restart_ms);
+}
+
+/* The worker to stop first: a pending restart (nothing to stop), then an idle worker, then one still
+ * starting, and a busy one last. NULL when none is active. */
+static child *scale_in_victim(up_state *u)
+{
+    child *best = NULL;
+    int best_rank = 99;
+    for (unsigned s = 1; s <= u->max_workers; s++) {
+        child *c = &u->kids[UP_KID_WORKER0 + s - 1];
+        if (!worker_active(u, c))
+            continue;
+        enum fleet_slot_state st = fleet_table_state(u->fleet, s);
+        int rank = c->pid == 0                                              ? 0
+                   : st == FLEET_SLOT_RUNNING && !fleet_table_busy(u->fleet, s) ? 1
+                   : st == FLEET_SLOT_STARTING                              ? 2
+                                                                            : 3;
+        if (rank < best_rank) {
+            best = c;
+            best_rank = rank;
+        }
+    }
+    return best;
+}
+
+/* Starts or stops workers until the active ones match the desired count (within --min/--max-workers). */
+static void reconcile(up_state *u)
+{
+    uint32_t want = fleet_table_desired(u->fleet);
+    want = want < u->min_workers ? u->min_workers : want > u->max_workers ? u->max_workers : want;
+    unsigned active = 0;
+    for (unsigned s = 1; s <= u->max_workers; s++)
+        active += worker_active(u, &u->kids[UP_KID_WORKER0 + s - 1]);
+    for (unsigned s = 1; s <= u->max_workers && active < want; s++) {
+        child *c = &u->kids[UP_KID_WORKER0 + s - 1];
+        if (c->pid == 0 && !c->restart_ms) {
+            c->delay_s = 1;
+            child_start(u, c);
+            active++;
+        }
+    }
+    while (active > want) {
+        child *c = scale_in_victim(u);
+        if (!c)
+            break;
+        if (c->pid == 0) {
+            c->restart_ms = 0; /* not restarted after all */
+        } else {
+            fleet_table_stopping(u->fleet, c->slot);
+            kill(c->pid, SIGTERM);
+            log_event("info", "up", "scale_in role=worker slot=%u pid=%d busy=%d", c->slot, (int)c->pid,
+                      fleet_table_busy(u->fleet, c->slot));
+        }
+        active--;
+    }
+}
+
 /* Starts the children whose restart is due; returns the ms until the next one is (-1: none). */
 static int restart_due(up_state *u)
 {
@@ -389,12 +478,15 @@ static void supervise(up_state *u, const up_opts *o, const char *abs)
     bool ready = false;
     while (!u->stops) {
         int timeout = restart_due(u);
+        reconcile(u);
+        if (timeout < 0 || timeout > UP_RECONCILE_MS)
+            timeout = UP_RECONCILE_MS;
         if (!ready && u->kids[0].pid > 0) {
             int p = probe_healthz(u);
             if (p > 0) {
                 ready = true;
-                log_event("info", "up", "ready url=http://%s:%lu/ data=%s workers=%lu", o->bind, o->port, abs,
-                          o->workers);
+                log_event("info", "up", "ready url=http://%s:%lu/ data=%s min_workers=%lu max_workers=%lu policy=%s",
+                          o->bind, o->port, abs, o->min_workers, o->max_workers, o->policy);
             }
             if (p < 0)
                 timeout = 0; /* a signal is pending: go and read it */
@@ -409,7 +501,8 @@ static void supervise(up_state *u, const up_opts *o, const char *abs)
 static void build_children(const up_opts *o, const char *self, const char *abs, up_state *u)
 {
     static char q[PATH_MAX + 64], r[PATH_MAX + 64], in[PATH_MAX + 16], out[PATH_MAX + 16];
-    static char port[16], timeout[16], vis[16], threads[16];
+    static char fleet[PATH_MAX + 16], prom[PATH_MAX + 16], slot_fleet[UP_MAX_WORKERS][PATH_MAX + 32];
+    static char port[16], timeout[16], vis[16], threads[16], minw[16], maxw[16];
     /* sync=normal: in WAL mode a commit then survives any process crash -- what "durable across
      * restarts of any process" asks -- and only a power cut can lose the last ones. It saves an
      * fsync on each of the ~6 queue writes per request. */
@@ -421,16 +514,27 @@ static void build_children(const up_opts *o, const char *self, const char *abs, 
     snprintf(timeout, sizeof timeout, "%lu", o->timeout);
     snprintf(vis, sizeof vis, "%lu", o->visibility);
     snprintf(threads, sizeof threads, "%lu", o->threads);
+    snprintf(fleet, sizeof fleet, "local://%s/fleet", abs);
+    snprintf(prom, sizeof prom, "%s/scaler.prom", abs);
+    snprintf(minw, sizeof minw, "%lu", o->min_workers);
+    snprintf(maxw, sizeof maxw, "%lu", o->max_workers);
     const char *web[] = {"--port", port, "--bind", o->bind, "--queue", q, "--reply-queue", r, "--in-bucket", in,
-                         "--out-bucket", out, "--timeout", timeout};
-    child_args(&u->kids[0], self, "web", 0, web, sizeof web / sizeof *web);
+                         "--out-bucket", out, "--timeout", timeout, "--extra-metrics", prom};
+    child_args(&u->kids[UP_KID_WEB], self, "web", 0, web, sizeof web / sizeof *web);
+    /* Until the fleet has measured a worker's start, plan with 0.5 s: a local process loads the model
+     * and plans the network in well under that. */
+    const char *sc[] = {"--queue", q, "--fleet", fleet, "--policy", o->policy, "--min-workers", minw,
+                        "--max-workers", maxw, "--metrics-file", prom, "--boot-ms", "500"};
+    child_args(&u->kids[UP_KID_SCALER], self, "scaler", 0, sc, sizeof sc / sizeof *sc);
     const char *model = o->model ? o->model : "";
-    const char *wk[] = {"--queue", q, "--in-bucket", in, "--out-bucket", out, "--visibility", vis, "--threads",
-                        threads, "--model", model};
-    size_t nwk = sizeof wk / sizeof *wk - (o->model ? 0 : 2);
-    for (size_t i = 0; i < o->workers; i++)
-        child_args(&u->kids[1 + i], self, "worker", (unsigned)(1 + i), wk, nwk);
-    u->nkids = 1 + o->workers;
+    for (size_t i = 0; i < o->max_workers; i++) {
+        snprintf(slot_fleet[i], sizeof slot_fleet[i], "%s?slot=%zu", fleet, i + 1);
+        const char *wk[] = {"--queue", q, "--in-bucket", in, "--out-bucket", out, "--visibility", vis, "--threads",
+                            threads, "--fleet", slot_fleet[i], "--model", model};
+        size_t nwk = sizeof wk / sizeof *wk - (o->model ? 0 : 2);
+        child_args(&u->kids[UP_KID_WORKER0 + i], self, "worker", (unsigned)(1 + i), wk, nwk);
+    }
+    u->nkids = UP_KID_WORKER0 + o->max_workers;
 }
 
 /* Blocks the signals the loop reads and opens the signalfd for them. Blocked before any child
@@ -463,6 +567,12 @@ static int prepare(up_state *u, const up_opts *o, char *self, char *abs, imgcls_
         return imgcls_fail(eb, rc, "--data-dir %s cannot be used: %s", o->data_dir, detail.msg);
     }
     u->self = getpid();
+    char table[PATH_MAX + 8];
+    snprintf(table, sizeof table, "%s/fleet", abs);
+    if ((rc = fleet_table_create(table, (uint32_t)o->min_workers, &u->fleet, eb)))
+        return rc;
+    u->min_workers = (unsigned)o->min_workers;
+    u->max_workers = (unsigned)o->max_workers;
     build_children(o, self, abs, u);
     if (open_signals(u))
         return imgcls_fail(eb, IMGCLS_EIO, "cannot set up signals: %s", strerror(errno));
@@ -472,12 +582,19 @@ static int prepare(up_state *u, const up_opts *o, char *self, char *abs, imgcls_
 int cli_up(int argc, char **argv)
 {
     up_opts o;
+    char ncpu[16];
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    snprintf(ncpu, sizeof ncpu, "%ld", n < 1 ? 1 : n > UP_MAX_WORKERS ? UP_MAX_WORKERS : n);
     config_opt table[] = {
         {"port", CONFIG_UINT, "8081", "port of the web tier", 1, 65535, &o.port},
         {"bind", CONFIG_STR, "127.0.0.1", "address the web tier listens on", 0, 0, &o.bind},
         {"data-dir", CONFIG_STR, "./imgcls-data", "where the queues and buckets live (created with its parents)",
          0, 0, &o.data_dir},
-        {"workers", CONFIG_UINT, "2", "worker processes", 1, UP_MAX_WORKERS, &o.workers},
+        {"min-workers", CONFIG_UINT, "1", "fewest worker processes", 1, UP_MAX_WORKERS, &o.min_workers},
+        {"max-workers", CONFIG_UINT, ncpu, "most worker processes (default: the CPUs, as more add nothing on one "
+         "machine)", 1, UP_MAX_WORKERS, &o.max_workers},
+        {"policy", CONFIG_STR, "backlog", "scaling policy: backlog, threshold or alarm (imgcls scaler)", 0, 0,
+         &o.policy},
         {"threads", CONFIG_UINT, "1", "network threads per worker", 1, 64, &o.threads},
         {"model", CONFIG_STR, NULL, "weight file (default: the built model)", 0, 0, &o.model},
         {"visibility", CONFIG_UINT, "30", "seconds before an unanswered request is handed out again", 3, 43200,
@@ -507,13 +624,19 @@ int cli_up(int argc, char **argv)
     }
     u->sfd = -1;
     u->backoff_max = (unsigned)o.backoff_max;
+    if (o.min_workers > o.max_workers) {
+        fprintf(stderr, "imgcls up: --min-workers %lu is more than --max-workers %lu\n", o.min_workers,
+                o.max_workers);
+        status = 2;
+        goto out;
+    }
     if (prepare(u, &o, self, abs, &eb)) {
         fprintf(stderr, "imgcls up: %s\n", eb.msg);
         status = 1;
         goto out;
     }
-    for (size_t i = 0; i < u->nkids; i++)
-        child_start(u, &u->kids[i]);
+    child_start(u, &u->kids[UP_KID_WEB]);
+    child_start(u, &u->kids[UP_KID_SCALER]); /* the workers: reconcile, in supervise */
     supervise(u, &o, abs);
     log_event("info", "up", "stopping");
     stop_children(u);
@@ -522,6 +645,8 @@ int cli_up(int argc, char **argv)
 out:
     if (u && u->sfd >= 0)
         close(u->sfd);
+    if (u)
+        fleet_table_close(u->fleet);
     free(u);
     free(args.positional);
     return status;

@@ -45,6 +45,9 @@ static size_t options(web_config *c, config_opt *t)
          * 220 KB message of a 160 KB photo, several times what fetching it from the input bucket costs. */
         {"inline-max", CONFIG_UINT, "32768", "images up to this size go inline in the message; larger ones by"
          " claim check through the input bucket", 0, MESSAGE_INLINE_MAX, &c->inline_max},
+        {"extra-metrics", CONFIG_STR, NULL,
+         "a Prometheus text file served after the web tier's own metrics (the scaler's --metrics-file)", 0, 0,
+         &c->extra_metrics},
     };
     memcpy(t, opts, sizeof opts);
     return sizeof opts / sizeof *opts;

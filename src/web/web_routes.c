@@ -78,6 +78,24 @@ enum MHD_Result web_route_health(web_request *r)
     return ret;
 }
 
+/* Appends another process's metrics file (the scaler's), so that one scrape shows the whole system.
+ * Missing or over the room left: skipped, as a scrape must not fail for it. */
+static void append_extra_metrics(const char *path, imgcls_buf *body)
+{
+    char chunk[4096];
+    FILE *f = path ? fopen(path, "r") : NULL;
+    if (!f)
+        return;
+    size_t mark = body->len, n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if (buf_append(body, chunk, n)) {
+            body->len = mark; /* too big: none of it, rather than half a metric */
+            body->data[mark] = 0;
+            break;
+        }
+    fclose(f);
+}
+
 enum MHD_Result web_route_metrics(web_request *r)
 {
     web_server *s = r->srv;
@@ -92,8 +110,10 @@ enum MHD_Result web_route_metrics(web_request *r)
     imgcls_buf body;
     buf_init(&body, ROUTE_BODY_MAX);
     enum MHD_Result ret = MHD_NO;
-    if (web_metrics_render(s->metrics, &g, &body) == 0)
+    if (web_metrics_render(s->metrics, &g, &body) == 0) {
+        append_extra_metrics(s->cfg.extra_metrics, &body);
         ret = web_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", &body);
+    }
     buf_free(&body);
     return ret;
 }

@@ -39,6 +39,7 @@ typedef struct web_config {
     const char *queue_url, *reply_url, *in_url, *out_url;
     unsigned long max_body, timeout_s, max_waiting, threads;
     unsigned long inline_max; /* images up to this many bytes travel inline in the message */
+    const char *extra_metrics; /* NULL, or a file appended to /metrics */
 } web_config;
 
 typedef struct web_server {

@@ -6,6 +6,7 @@
 #include "common/filename.h"
 #include "common/log.h"
 #include "engine/engine.h"
+#include "fleet/fleet.h"
 #include "message/message.h"
 #include "queue/queue.h"
 #include "store/store.h"
@@ -25,7 +26,7 @@
 #define CLAIM_SWEEP_PERIOD_S 3600
 
 typedef struct worker_opts {
-    const char *queue_url, *in_url, *out_url, *model, *preprocess;
+    const char *queue_url, *in_url, *out_url, *model, *preprocess, *fleet_url;
     unsigned long batch, visibility, threads, wait_ms, max_image_mb, max_batch_s, claim_ttl;
 } worker_opts;
 
@@ -39,6 +40,7 @@ typedef struct worker {
     engine *eng;
     queue *requests;
     store *in, *out;
+    fleet *fl; /* NULL without --fleet */
     heartbeat *hb;
     reply_queue replies[REPLY_CACHE]; /* reply queues by URL, opened on first use */
     size_t next_reply;
@@ -104,6 +106,9 @@ static size_t options(worker_opts *o, config_opt *t)
          "most memory one image may need (pixels, tensor, network activations), in MiB; larger images are "
          "refused",
          16, 1ul << 20, &o->max_image_mb},
+        {"fleet", CONFIG_STR, NULL,
+         "fleet URL naming this worker, to report busy/idle and its rate (imgcls up sets it)", 0, 0,
+         &o->fleet_url},
         {"claim-ttl", CONFIG_UINT, "86400", "seconds after which a left-over claim check is removed", 60,
          1ul << 31, &o->claim_ttl},
     };
@@ -363,6 +368,14 @@ static void sweep_claims(worker *w)
         log_event("info", "worker", "claim_sweep removed=%zu", removed);
 }
 
+/* Tells the fleet whether this worker holds messages, so that scale-in stops idle workers first, and
+ * how fast it works, for the policy. A failure costs only that: logged, never fatal. */
+static void report(worker *w, bool busy, uint32_t images, double busy_s)
+{
+    if (w->fl && fleet_report(w->fl, busy, images, busy_s))
+        log_event("warn", "worker", "fleet_report_failed detail=\"%s\"", w->fl->err.msg);
+}
+
 static int worker_loop(worker *w)
 {
     while (!stop_requested) {
@@ -377,8 +390,12 @@ static int worker_loop(worker *w)
             continue;
         }
         heartbeat_track(w->hb, msgs, n);
-        if (n)
+        if (n) {
+            double t0 = clock_ms();
+            report(w, true, 0, 0);
             process_batch(w, msgs, n);
+            report(w, false, (uint32_t)n, (clock_ms() - t0) / 1000.0);
+        }
         heartbeat_track(w->hb, NULL, 0);
         for (size_t i = 0; i < n; i++)
             queue_msg_free(&msgs[i]);
@@ -399,7 +416,8 @@ static int worker_open(worker *w, imgcls_errbuf *eb)
     if ((rc = engine_open(&cfg, &w->eng, eb)) || (rc = engine_warm_up(w->eng, eb)) ||
         (rc = queue_open(w->o.queue_url, &w->requests, eb)) || (rc = store_open(w->o.in_url, &w->in, eb)) ||
         (rc = store_open(w->o.out_url, &w->out, eb)) ||
-        (rc = heartbeat_start(w->o.queue_url, (int)w->o.visibility, (int)w->o.max_batch_s, &w->hb, eb)))
+        (rc = heartbeat_start(w->o.queue_url, (int)w->o.visibility, (int)w->o.max_batch_s, &w->hb, eb)) ||
+        (w->o.fleet_url && (rc = fleet_open(w->o.fleet_url, &w->fl, eb))))
         return rc;
     char host[40] = "localhost"; /* 40 + ":" + pid fits the response's 64-byte worker field */
     gethostname(host, sizeof host - 1);
@@ -410,6 +428,7 @@ static int worker_open(worker *w, imgcls_errbuf *eb)
 static void worker_close(worker *w)
 {
     heartbeat_stop(w->hb);
+    fleet_close(w->fl);
     for (size_t i = 0; i < REPLY_CACHE; i++)
         queue_close(w->replies[i].q);
     store_close(w->in);
@@ -445,6 +464,7 @@ int cli_worker(int argc, char **argv)
         goto out;
     }
     log_event("info", "worker", "started name=%s batch=%lu threads=%lu", w.name, w.o.batch, w.o.threads);
+    report(&w, false, 0, 0); /* serving from now on */
     worker_loop(&w);
     log_event("info", "worker", "stopped name=%s", w.name);
 out:

@@ -61,7 +61,7 @@ class System:
         self.data = tmp / "data"
         self.log = open(tmp / "up.log", "w")
         self.proc = subprocess.Popen([imgcls, "up", "--port", str(self.port), "--data-dir", self.data,
-                                      "--workers", "2", "--visibility", "4"],
+                                      "--min-workers", "2", "--max-workers", "2", "--visibility", "4"],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         wait_healthy(self.url, "imgcls up to answer /healthz")
 
@@ -183,7 +183,7 @@ def test_killed_workers_lose_no_request(system, images, expected):
 def test_ctrl_c_stops_everything(imgcls, tmp_path):
     s = System(imgcls, tmp_path)
     kids = [pid for pid, _ in children_of(s.proc.pid)]
-    assert len(kids) == 3
+    assert len(kids) == 4  # web, scaler, 2 workers
     assert s.stop() == 0
     for pid in kids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()

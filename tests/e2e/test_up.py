@@ -39,7 +39,7 @@ def up_factory(imgcls, tmp_path):
 def test_sigkill_of_up_takes_every_child_with_it(up_factory):
     u = up_factory(workers=2)
     u.wait_ready()
-    kids = wait_for(lambda: len(u.running()) == 3 and u.running(), what="web and 2 workers running")
+    kids = wait_for(lambda: len(u.running()) == 4 and u.running(), what="web, scaler and 2 workers running")
     u.proc.kill()
     u.proc.wait(timeout=30)
     wait_for(lambda: not any(alive(pid) for pid in kids.values()), what="every child gone after SIGKILL of up")

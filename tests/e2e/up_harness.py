@@ -103,7 +103,7 @@ class Up:
         self.log_path = tmp / "up.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([str(imgcls), "up", "--port", str(self.port), "--data-dir", str(self.data),
-                                      "--workers", str(workers), *args], stdout=self._log,
+                                      "--min-workers", str(workers), "--max-workers", str(workers), *args], stdout=self._log,
                                      stderr=subprocess.STDOUT, env=env, **popen)
 
     def log(self) -> str:
@@ -130,12 +130,13 @@ class Up:
         """(role, slot, pid) of every child `up` has started, in order."""
         return [(m[1], int(m[2]), int(m[3])) for m in STARTED.finditer(self.log())]
 
-    def running(self, role: str | None = None) -> dict[int, int]:
-        """slot -> pid of the children started last for each slot that are still alive."""
+    def running(self, role: str | None = None) -> dict:
+        """slot -> pid (or, without a role, (role, slot) -> pid) of the children started last for each slot
+        that are still alive."""
         last = {}
         for r, slot, pid in self.started():
             if role is None or r == role:
-                last[slot] = pid
+                last[slot if role else (r, slot)] = pid
         return {slot: pid for slot, pid in last.items() if alive(pid)}
 
     def stop(self, sig=signal.SIGINT, timeout=60.0) -> int:
