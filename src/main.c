@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 #include "web/web.h"
 #include "loadgen/loadgen.h"
+#include "scale/simulate.h"
 #include "scale/scaler.h"
 #include "worker/worker.h"
 
@@ -23,6 +24,7 @@ static const subcommand SUBCOMMANDS[] = {
     {"classify", cli_classify, "classify image files from the command line"},
     {"bench", cli_bench, "time the engine (driven by `make bench`)"},
     {"loadgen", cli_loadgen, "the workload generator"},
+    {"simulate", cli_simulate, "replay a workload against scaling policies"},
 };
 
 static void usage(FILE *f)
