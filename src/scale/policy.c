@@ -119,6 +119,30 @@ static void backlog_out(const scale_params *p, const scale_snapshot *s, double b
              backlog, rate, need, p->target_drain_s, want, cur, to);
 }
 
+/* Saturation (policy.h): one more worker once every worker has been busy, with a queue behind them, for
+ * as long as a new one takes to boot. Returns whether it decided. */
+static bool saturation_out(const scale_params *p, scale_state *st, const scale_snapshot *s, scale_decision *out)
+{
+    bool saturated = s->running > 0 && s->busy >= s->running && s->visible >= s->running;
+    if (!saturated) {
+        st->sat = false;
+        return false;
+    }
+    if (!st->sat) {
+        st->sat = true;
+        st->sat_since_s = s->now_s;
+    }
+    double lasted = s->now_s - st->sat_since_s;
+    if (s->desired >= p->max || s->desired > s->running + s->starting || lasted < s->boot_s || lasted <= 0)
+        return false;
+    st->sat_since_s = s->now_s; /* the next one waits until this one could have helped */
+    decide(out, s->desired, clamp(p, (int64_t)s->desired + 1));
+    snprintf(out->reason, sizeof out->reason,
+             "all %u workers busy with %llu more queued for %.1f s (a new one serves in %.1f s): %u -> %u", s->running,
+             (unsigned long long)s->visible, lasted, s->boot_s, s->desired, out->desired);
+    return true;
+}
+
 static void backlog_decide(const scale_params *p, scale_state *st, const scale_snapshot *s, scale_decision *out)
 {
     double backlog = (double)s->visible + (double)s->in_flight;
@@ -129,9 +153,16 @@ static void backlog_decide(const scale_params *p, scale_state *st, const scale_s
     uint32_t rec = clamp(p, want > floor ? want : floor);
     if (rec > cur) {
         st->low = false;
+        st->sat = false;
         backlog_out(p, s, backlog, rate, want, out);
         return;
     }
+    if (saturation_out(p, st, s, out)) {
+        st->low = false;
+        return;
+    }
+    if (st->sat) /* saturated, not for long enough yet: certainly no time to scale in */
+        rec = cur;
     if (rec == cur) {
         st->low = false;
         decide(out, cur, cur);

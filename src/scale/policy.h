@@ -13,7 +13,13 @@
  *              worker. It adds only workers that arrive in time to help: a worker started now serves
  *              after boot_s, by when the workers already there will have drained rate x running x boot_s;
  *              only the rest justifies new workers, and when there is no rest it says so and starts none.
- *              At most max_step workers are added per decision. It scales in only after its
+ *              At most max_step workers are added per decision. A queue that never drains because
+ *              clients send again as soon as they are answered (a closed loop: the backlog stays at the
+ *              number of clients, which the workers there drain "in time") is seen as saturation: every
+ *              running worker busy and at least as many requests still queued. Once that has lasted as
+ *              long as a new worker takes to boot, it adds one, and waits as long again before the
+ *              next, so a 30 s EC2 boot needs 30 s of saturation and a local process a tick or two.
+ *              It scales in only after its
  *              recommendation has stayed lower for scale_in_window_s, and then to the highest
  *              recommendation of that window (no flapping under oscillating load), and never below the
  *              workers that hold messages in flight.
@@ -79,6 +85,9 @@ typedef struct scale_state {
     bool low;
     double low_since_s;
     uint32_t low_max;
+    /* backlog: the current spell of saturation (every worker busy, a queue behind them) */
+    bool sat;
+    double sat_since_s;
     /* alarm: the data point of the period in progress, and the last scaling activity */
     double period_end_s;
     uint64_t datapoint;

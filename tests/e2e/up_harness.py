@@ -95,15 +95,17 @@ STARTED = re.compile(r"comp=up event=started role=(\w+) slot=(\d+) pid=(\d+)")
 class Up:
     """One `imgcls up` with its stdout and stderr (its children's too) in tmp/up.log."""
 
-    def __init__(self, imgcls: Path, tmp: Path, *args: str, workers: int = 2, data: Path | None = None,
+    def __init__(self, imgcls: Path, tmp: Path, *args: str, workers: int | tuple[int, int] = 2,
+                 data: Path | None = None,
                  env: dict | None = None, **popen):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.data = data or tmp / "data"
         self.log_path = tmp / "up.log"
         self._log = open(self.log_path, "wb")
+        lo, hi = workers if isinstance(workers, tuple) else (workers, workers)  # a fixed fleet: min = max
         self.proc = subprocess.Popen([str(imgcls), "up", "--port", str(self.port), "--data-dir", str(self.data),
-                                      "--min-workers", str(workers), "--max-workers", str(workers), *args], stdout=self._log,
+                                      "--min-workers", str(lo), "--max-workers", str(hi), *args], stdout=self._log,
                                      stderr=subprocess.STDOUT, env=env, **popen)
 
     def log(self) -> str:

@@ -182,6 +182,41 @@ static void test_random_traces_keep_bounds_and_busy_workers(void **state)
     }
 }
 
+/* A closed loop: 24 clients, each sending again when answered. The backlog stays at 24, which one
+ * worker drains "in time", but every worker is always busy: saturation adds one worker per boot time. */
+static uint32_t closed_loop(double boot_s, int ticks)
+{
+    scale_params p;
+    scale_params_default(&p, SCALE_BACKLOG);
+    p.max = 3;
+    scale_state st;
+    scale_state_init(&st);
+    uint32_t desired = 1;
+    for (int t = 0; t < ticks; t++) {
+        scale_snapshot s = snap(t, 24 - desired, desired, desired, 0, desired);
+        s.rate_per_worker = 100;
+        s.boot_s = boot_s;
+        s.busy = desired;
+        scale_decision d;
+        scale_decide(&p, &st, &s, &d);
+        assert_true(d.direction >= 0); /* never in while saturated */
+        if (d.direction > 0)
+            assert_non_null(strstr(d.reason, "busy"));
+        desired = d.desired;
+    }
+    return desired;
+}
+
+static void test_saturation_adds_workers_one_boot_time_apart(void **state)
+{
+    (void)state;
+    assert_int_equal(closed_loop(0.2, 1), 1); /* one look is not yet a spell */
+    assert_int_equal(closed_loop(0.2, 2), 2); /* a local process: the next tick */
+    assert_int_equal(closed_loop(0.2, 10), 3); /* up to max */
+    assert_int_equal(closed_loop(30, 30), 1); /* EC2: not before 30 s of saturation */
+    assert_int_equal(closed_loop(30, 32), 2);
+}
+
 static void test_threshold_is_the_original_rule(void **state)
 {
     (void)state;
@@ -236,6 +271,7 @@ int main(void)
         cmocka_unit_test(test_scale_in_only_after_the_window),
         cmocka_unit_test(test_no_flapping_under_oscillating_load),
         cmocka_unit_test(test_random_traces_keep_bounds_and_busy_workers),
+        cmocka_unit_test(test_saturation_adds_workers_one_boot_time_apart),
         cmocka_unit_test(test_threshold_is_the_original_rule),
         cmocka_unit_test(test_alarm_reacts_a_period_late_then_cools_down),
     };
