@@ -54,6 +54,10 @@ static void at_exit(void)
 {
     fprintf(stderr, "fuzz_web_upload: answers: none %lu, 2xx %lu, 4xx %lu, 5xx %lu; over 100 ms: %lu\n",
             seen[0], seen[2], seen[4], seen[5], slow);
+    /* Stopped before the directory goes (this runs first: atexit order), or the dispatcher, still
+     * long-polling, would make its doorbell file again. */
+    if (web_server_stop(srv))
+        free(srv);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -62,8 +66,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     signal(SIGPIPE, SIG_IGN);
     log_set_level("error"); /* one "refused" line per input would drown libFuzzer's own output */
-    /* Removed at exit while the server still runs: MHD and the dispatcher still hold the files,
-     * which Linux allows. at_exit runs first (atexit order is reversed). */
+    /* Removed at exit, after at_exit has stopped the server. */
     root = fuzz_tmp_dir("web");
     atexit(at_exit);
     snprintf(url_queue, sizeof url_queue, "fault:sqlite://%s/q.db?queue=requests&sync=normal#op=send&times=0",
