@@ -11,7 +11,7 @@ PY         := .venv/bin/python
 JOBS       ?= $(shell nproc)
 
 .PHONY: all deps build build-asan build-fuzz build-tsan models docs test test-unit test-asan test-py \
-        fuzz-seeds fuzz test-fuzz test-tsan soak bench up clean
+        fuzz-seeds fuzz test-fuzz test-tsan soak bench bench-scale up clean
 
 all: build models
 
@@ -84,6 +84,10 @@ soak: all build-asan
 
 bench: all
 	@$(PY) bench/bench.py --build $(BUILD)
+
+# The autoscaling rows of `make bench` alone: imgcls up under load, and imgcls simulate on the AWS shape.
+bench-scale: all
+	@$(PY) bench/bench.py --build $(BUILD) --only scale
 
 up: all
 	$(BUILD)/imgcls up

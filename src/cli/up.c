@@ -522,9 +522,11 @@ static void build_children(const up_opts *o, const char *self, const char *abs, 
                          "--out-bucket", out, "--timeout", timeout, "--extra-metrics", prom};
     child_args(&u->kids[UP_KID_WEB], self, "web", 0, web, sizeof web / sizeof *web);
     /* Until the fleet has measured a worker's start, plan with 0.5 s: a local process loads the model
-     * and plans the network in well under that. */
+     * and plans the network in well under that. A decision every 250 ms, not the scaler's default
+     * second: a local worker serves 0.2 s after it is started, so a second's wait would be most of the
+     * reaction time, and a decision costs one SQLite count and a small file. */
     const char *sc[] = {"--queue", q, "--fleet", fleet, "--policy", o->policy, "--min-workers", minw,
-                        "--max-workers", maxw, "--metrics-file", prom, "--boot-ms", "500"};
+                        "--max-workers", maxw, "--metrics-file", prom, "--boot-ms", "500", "--interval-ms", "250"};
     child_args(&u->kids[UP_KID_SCALER], self, "scaler", 0, sc, sizeof sc / sizeof *sc);
     const char *model = o->model ? o->model : "";
     for (size_t i = 0; i < o->max_workers; i++) {

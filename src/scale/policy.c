@@ -119,9 +119,16 @@ static void backlog_out(const scale_params *p, const scale_snapshot *s, double b
              backlog, rate, need, p->target_drain_s, want, cur, to);
 }
 
-/* Saturation (policy.h): one more worker once every worker has been busy, with a queue behind them, for
- * as long as a new one takes to boot. Returns whether it decided. */
-static bool saturation_out(const scale_params *p, scale_state *st, const scale_snapshot *s, scale_decision *out)
+/* Saturation (policy.h): once every worker has been busy, with a queue behind them, for as long as a
+ * new one takes to boot, the load is known to outlast a boot. The spell also measures it: the backlog's
+ * growth over the spell is the demand beyond the fleet's capacity. Enough workers to carry that demand
+ * and to drain what will be queued when they arrive, at least one more, at most max_step. Returns
+ * whether it decided.
+ *
+ * Rejected: the growth over one tick. A burst that lands between two ticks looks like a sustained
+ * arrival rate for that tick, and would start EC2 instances that arrive after it has drained. */
+static bool saturation_out(const scale_params *p, scale_state *st, const scale_snapshot *s, double backlog,
+                           double rate, scale_decision *out)
 {
     bool saturated = s->running > 0 && s->busy >= s->running && s->visible >= s->running;
     if (!saturated) {
@@ -131,15 +138,24 @@ static bool saturation_out(const scale_params *p, scale_state *st, const scale_s
     if (!st->sat) {
         st->sat = true;
         st->sat_since_s = s->now_s;
+        st->sat_backlog = backlog;
     }
     double lasted = s->now_s - st->sat_since_s;
     if (s->desired >= p->max || s->desired > s->running + s->starting || lasted < s->boot_s || lasted <= 0)
         return false;
-    st->sat_since_s = s->now_s; /* the next one waits until this one could have helped */
-    decide(out, s->desired, clamp(p, (int64_t)s->desired + 1));
+    double growth = fmax(0, (backlog - st->sat_backlog) / lasted); /* images/s beyond the capacity */
+    double demand = rate * s->running + growth;
+    double then = backlog + growth * s->boot_s; /* queued when new workers serve */
+    uint32_t need = (uint32_t)fmin(ceil(demand / rate - 1e-9), 1e6) + workers_for(then, rate, p->target_drain_s);
+    uint32_t to = need > s->desired + p->max_step ? s->desired + p->max_step : need;
+    to = clamp(p, to > s->desired ? to : s->desired + 1);
+    st->sat_since_s = s->now_s; /* the next step waits until this one could have helped */
+    st->sat_backlog = backlog;
+    decide(out, s->desired, to);
     snprintf(out->reason, sizeof out->reason,
-             "all %u workers busy with %llu more queued for %.1f s (a new one serves in %.1f s): %u -> %u", s->running,
-             (unsigned long long)s->visible, lasted, s->boot_s, s->desired, out->desired);
+             "all %u workers busy for %.1f s (a new one serves in %.1f s), %llu queued, demand %.0f img/s at %.0f per "
+             "worker: %u -> %u",
+             s->running, lasted, s->boot_s, (unsigned long long)s->visible, demand, rate, s->desired, out->desired);
     return true;
 }
 
@@ -153,11 +169,14 @@ static void backlog_decide(const scale_params *p, scale_state *st, const scale_s
     uint32_t rec = clamp(p, want > floor ? want : floor);
     if (rec > cur) {
         st->low = false;
-        st->sat = false;
         backlog_out(p, s, backlog, rate, want, out);
+        if (out->desired > cur)
+            st->sat = false; /* grown for the backlog; a saturation spell starts again from here */
+        else
+            saturation_out(p, st, s, backlog, rate, out); /* the drain rule held back: requests may keep coming */
         return;
     }
-    if (saturation_out(p, st, s, out)) {
+    if (saturation_out(p, st, s, backlog, rate, out)) {
         st->low = false;
         return;
     }

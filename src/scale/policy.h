@@ -17,8 +17,11 @@
  *              clients send again as soon as they are answered (a closed loop: the backlog stays at the
  *              number of clients, which the workers there drain "in time") is seen as saturation: every
  *              running worker busy and at least as many requests still queued. Once that has lasted as
- *              long as a new worker takes to boot, it adds one, and waits as long again before the
- *              next, so a 30 s EC2 boot needs 30 s of saturation and a local process a tick or two.
+ *              long as a new worker takes to boot (so the load outlasts a boot), it adds enough workers
+ *              to carry the demand the spell measured (the fleet's capacity plus the backlog's growth)
+ *              and to drain what will be queued when they arrive, at least one, at most max_step; and
+ *              waits as long again before the next step. A 30 s EC2 boot needs 30 s of saturation, a
+ *              local process a tick or two.
  *              It scales in only after its
  *              recommendation has stayed lower for scale_in_window_s, and then to the highest
  *              recommendation of that window (no flapping under oscillating load), and never below the
@@ -88,6 +91,7 @@ typedef struct scale_state {
     /* backlog: the current spell of saturation (every worker busy, a queue behind them) */
     bool sat;
     double sat_since_s;
+    double sat_backlog; /* the backlog when the spell (or its last step) began */
     /* alarm: the data point of the period in progress, and the last scaling activity */
     double period_end_s;
     uint64_t datapoint;
