@@ -1,5 +1,5 @@
-/* The file-name rules: whether a client's name for its upload is acceptable (and, in the current
- * tree, the reduction of a client's path to its last component and the UTF-8 check behind both).
+/* The file-name rules (common/filename.h): whether a client's name for its upload is acceptable, the
+ * reduction of a client's path to its last component, and the UTF-8 check behind both.
  * Whatever the rules, they must not crash or read past the length they are given, and must refuse
  * what could leave the bucket: an empty or over-long name, '/', '\', "." and "..", a NUL. utf8_valid is
  * also checked against the straightforward decoder below. */
@@ -8,7 +8,6 @@
 #include <stdbool.h>
 #include <string.h>
 
-#if __has_include("common/filename.h")
 #include "common/filename.h"
 
 /* Reference: RFC 3629's table of well-formed byte sequences, written out. */
@@ -87,22 +86,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(name);
     return 0;
 }
-
-#else /* before common/filename.h: the web tier's own check */
-#include "web/web_render.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-    char *name = malloc(size ? size : 1);
-    FUZZ_CHECK(name != NULL);
-    memcpy(name, data, size);
-    const char *problem = web_filename_problem(name, size);
-    FUZZ_CHECK(problem == web_filename_problem(name, size));
-    if (!problem) {
-        FUZZ_CHECK(size >= 1 && size <= WEB_MAX_FILENAME);
-        FUZZ_CHECK(!memchr(name, '/', size) && !memchr(name, 0, size) && name[0] != '.');
-    }
-    free(name);
-    return 0;
-}
-#endif
