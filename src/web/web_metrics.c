@@ -13,12 +13,19 @@
 static const double BOUNDS[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
 #define NBOUNDS (sizeof BOUNDS / sizeof *BOUNDS)
 
-struct web_metrics {
-    pthread_mutex_t mu;
-    uint64_t by_status[600];
+typedef struct web_hist {
     uint64_t bucket[NBOUNDS]; /* not cumulative; summed when rendered */
     uint64_t count;
     double sum;
+} web_hist;
+
+struct web_metrics {
+    pthread_mutex_t mu;
+    uint64_t by_status[600];
+    web_hist all;
+    /* POST / alone: every other route (a scrape of this very endpoint, the dashboard's polling)
+     * answers in a millisecond and would blur the throughput and latency of classifications. */
+    web_hist upload;
     uint64_t unmatched;
 };
 
@@ -44,7 +51,18 @@ void web_metrics_destroy(web_metrics *m)
     free(m);
 }
 
-void web_metrics_observe(web_metrics *m, unsigned status, double seconds)
+static void hist_observe(web_hist *h, double seconds)
+{
+    for (size_t i = 0; i < NBOUNDS; i++)
+        if (seconds <= BOUNDS[i]) {
+            h->bucket[i]++;
+            break;
+        }
+    h->count++;
+    h->sum += seconds;
+}
+
+void web_metrics_observe(web_metrics *m, unsigned status, double seconds, bool upload)
 {
     if (status < 100 || status > 599)
         return;
@@ -52,13 +70,9 @@ void web_metrics_observe(web_metrics *m, unsigned status, double seconds)
         seconds = 0;
     pthread_mutex_lock(&m->mu);
     m->by_status[status]++;
-    for (size_t i = 0; i < NBOUNDS; i++)
-        if (seconds <= BOUNDS[i]) {
-            m->bucket[i]++;
-            break;
-        }
-    m->count++;
-    m->sum += seconds;
+    hist_observe(&m->all, seconds);
+    if (upload)
+        hist_observe(&m->upload, seconds);
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -69,7 +83,21 @@ void web_metrics_unmatched(web_metrics *m)
     pthread_mutex_unlock(&m->mu);
 }
 
-/* The two HTTP series. Lock held. */
+static int render_hist(const web_hist *h, const char *name, const char *help, imgcls_buf *out)
+{
+    int rc = buf_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cum = 0;
+    for (size_t i = 0; i < NBOUNDS && !rc; i++) {
+        cum += h->bucket[i];
+        rc = buf_printf(out, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, BOUNDS[i], cum);
+    }
+    if (!rc)
+        rc = buf_printf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.6f\n%s_count %" PRIu64 "\n", name,
+                        h->count, name, h->sum, name, h->count);
+    return rc;
+}
+
+/* The HTTP series. Lock held. */
 static int render_http(web_metrics *m, imgcls_buf *out)
 {
     int rc = buf_printf(out, "# HELP imgcls_http_requests_total HTTP requests answered, by status.\n"
@@ -79,21 +107,11 @@ static int render_http(web_metrics *m, imgcls_buf *out)
             rc = buf_printf(out, "imgcls_http_requests_total{status=\"%u\"} %" PRIu64 "\n", s,
                             m->by_status[s]);
     if (!rc)
-        rc = buf_printf(out,
-                        "# HELP imgcls_http_request_duration_seconds Time from a request's headers to its "
-                        "answer.\n# TYPE imgcls_http_request_duration_seconds histogram\n");
-    uint64_t cum = 0;
-    for (size_t i = 0; i < NBOUNDS && !rc; i++) {
-        cum += m->bucket[i];
-        rc = buf_printf(out, "imgcls_http_request_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
-                        BOUNDS[i], cum);
-    }
+        rc = render_hist(&m->all, "imgcls_http_request_duration_seconds",
+                         "Time from a request's headers to its answer.", out);
     if (!rc)
-        rc = buf_printf(out,
-                        "imgcls_http_request_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
-                        "imgcls_http_request_duration_seconds_sum %.6f\n"
-                        "imgcls_http_request_duration_seconds_count %" PRIu64 "\n",
-                        m->count, m->sum, m->count);
+        rc = render_hist(&m->upload, "imgcls_upload_duration_seconds",
+                         "Time from an upload's (POST /) headers to its answer, whatever the status.", out);
     if (!rc)
         rc = buf_printf(out,
                         "# HELP imgcls_http_responses_unmatched_total Worker answers that no waiting request "

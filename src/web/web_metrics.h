@@ -2,6 +2,8 @@
  *
  *   imgcls_http_requests_total{status="200"}           counter, one series per status seen
  *   imgcls_http_request_duration_seconds               histogram, first header to answer sent
+ *   imgcls_upload_duration_seconds                     histogram, the same for POST / alone (its _count
+ *                                                      is the uploads answered: the dashboard's throughput)
  *   imgcls_http_responses_unmatched_total              counter, worker answers nobody waited for
  *   imgcls_queue_depth{state="visible"|"in_flight"}    gauge, the request queue (when readable)
  *   imgcls_requests_waiting                            gauge, requests sent and not yet answered
@@ -31,8 +33,9 @@ typedef struct web_gauges {
 int web_metrics_create(web_metrics **out);
 void web_metrics_destroy(web_metrics *m); /* accepts NULL */
 
-/* Counts one answered request (status 100..599; others are ignored) that took seconds. */
-void web_metrics_observe(web_metrics *m, unsigned status, double seconds);
+/* Counts one answered request (status 100..599; others are ignored) that took seconds; upload: it was
+ * a POST / (counted in the upload histogram too). */
+void web_metrics_observe(web_metrics *m, unsigned status, double seconds, bool upload);
 /* Counts one worker answer that matched no waiting request. */
 void web_metrics_unmatched(web_metrics *m);
 

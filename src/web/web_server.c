@@ -73,8 +73,10 @@ static enum MHD_Result route(web_request *r, const char *url, const char *method
 {
     static const char results[] = "/results/";
     if (strcmp(url, "/") == 0) {
-        if (strcmp(method, MHD_HTTP_METHOD_POST) == 0)
+        if (strcmp(method, MHD_HTTP_METHOD_POST) == 0) {
+            r->upload = true;
             return web_upload_begin(r);
+        }
         return web_respond_error(r, 405, "EUNSUPPORTED", NULL,
                                  "method %.16s is not allowed on /; upload with POST", method);
     }
@@ -141,7 +143,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!r)
         return;
     double ms = clock_ms() - r->t0_ms;
-    web_metrics_observe(s->metrics, r->status, ms / 1000.0);
+    web_metrics_observe(s->metrics, r->status, ms / 1000.0, r->upload);
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         log_event("info", "web", "request_ended status=%u reason=%d ms=%.1f", r->status, (int)toe, ms);
     web_upload_free(r);

@@ -69,6 +69,7 @@ typedef struct web_request {
     struct MHD_Connection *conn;
     double t0_ms;      /* first handler call */
     bool json;         /* Accept: application/json */
+    bool upload;       /* a POST /, counted in the upload histogram too */
     unsigned status;   /* the status queued, for metrics and the log */
     web_upload *up;    /* POST / only */
 } web_request;

@@ -28,11 +28,11 @@ static void test_counts_and_histogram(void **state)
     /* Before any request: no status series, a zero histogram. */
     assert_null(strstr(s, "imgcls_http_requests_total{"));
     assert_non_null(strstr(s, "imgcls_http_request_duration_seconds_bucket{le=\"+Inf\"} 0\n"));
-    web_metrics_observe(m, 200, 0.003);
-    web_metrics_observe(m, 200, 0.7);
-    web_metrics_observe(m, 504, 301);
-    web_metrics_observe(m, 0, 1);    /* no status: not counted */
-    web_metrics_observe(m, 600, 1);  /* not a status */
+    web_metrics_observe(m, 200, 0.003, false);
+    web_metrics_observe(m, 200, 0.7, true);
+    web_metrics_observe(m, 504, 301, true);
+    web_metrics_observe(m, 0, 1, true);    /* no status: not counted */
+    web_metrics_observe(m, 600, 1, true);  /* not a status */
     web_metrics_unmatched(m);
     s = render(m, &g, &out);
     assert_non_null(strstr(s, "# TYPE imgcls_http_requests_total counter\n"));
@@ -47,6 +47,13 @@ static void test_counts_and_histogram(void **state)
     assert_non_null(strstr(s, "imgcls_http_request_duration_seconds_sum 301.703000\n"));
     assert_non_null(strstr(s, "imgcls_http_request_duration_seconds_count 3\n"));
     assert_non_null(strstr(s, "imgcls_http_responses_unmatched_total 1\n"));
+    /* The upload histogram has the two POST / answers, not the quick GET. */
+    assert_non_null(strstr(s, "# TYPE imgcls_upload_duration_seconds histogram\n"));
+    assert_non_null(strstr(s, "imgcls_upload_duration_seconds_bucket{le=\"0.005\"} 0\n"));
+    assert_non_null(strstr(s, "imgcls_upload_duration_seconds_bucket{le=\"1\"} 1\n"));
+    assert_non_null(strstr(s, "imgcls_upload_duration_seconds_bucket{le=\"+Inf\"} 2\n"));
+    assert_non_null(strstr(s, "imgcls_upload_duration_seconds_sum 301.700000\n"));
+    assert_non_null(strstr(s, "imgcls_upload_duration_seconds_count 2\n"));
     assert_non_null(strstr(s, "imgcls_queue_depth{state=\"visible\"} 3\n"));
     assert_non_null(strstr(s, "imgcls_queue_depth{state=\"in_flight\"} 2\n"));
     assert_non_null(strstr(s, "imgcls_requests_waiting 7\n"));
