@@ -15,7 +15,8 @@
 static const char USAGE[] =
     "usage: imgcls web --queue URL --reply-queue URL --in-bucket URL --out-bucket URL [options]\n\n"
     "The web tier. POST / with the image as multipart/form-data in field myfile answers its top-1 label\n"
-    "as text/plain (JSON with Accept: application/json). Also GET /results/ID, /healthz and /metrics.\n"
+    "as text/plain (JSON with Accept: application/json). Also GET /results/ID, /healthz, /metrics and\n"
+    "/dashboard (a live page of queue depth, workers, throughput and latency, polling /metrics).\n"
     "Stops cleanly on SIGINT or SIGTERM; requests still waiting then get 503.";
 
 static size_t options(web_config *c, config_opt *t)

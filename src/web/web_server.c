@@ -81,8 +81,8 @@ static enum MHD_Result route(web_request *r, const char *url, const char *method
                                  "method %.16s is not allowed on /; upload with POST", method);
     }
     bool health = strcmp(url, "/healthz") == 0, metrics = strcmp(url, "/metrics") == 0;
-    bool result = strncmp(url, results, strlen(results)) == 0;
-    if (!health && !metrics && !result)
+    bool result = strncmp(url, results, strlen(results)) == 0, dashboard = strcmp(url, "/dashboard") == 0;
+    if (!health && !metrics && !result && !dashboard)
         return web_respond_error(r, 404, "ENOTFOUND", NULL, "no such route: %.100s", url);
     if (!is_get(method))
         return web_respond_error(r, 405, "EUNSUPPORTED", NULL,
@@ -91,6 +91,8 @@ static enum MHD_Result route(web_request *r, const char *url, const char *method
         return web_route_health(r);
     if (metrics)
         return web_route_metrics(r);
+    if (dashboard)
+        return web_route_dashboard(r);
     return web_route_result(r, url + strlen(results));
 }
 

@@ -14,8 +14,8 @@
  * queues the answer.
  *
  * Files: web_cli.c (options, start-up, signals), web_server.c (MHD daemon, routing, answers),
- * web_upload.c (POST /), web_routes.c (GET routes), web_dispatch.c, web_pending.c, web_handles.c,
- * web_render.c (bodies), web_metrics.c. */
+ * web_upload.c (POST /), web_routes.c (GET routes), web_dashboard.c (GET /dashboard), web_dispatch.c,
+ * web_pending.c, web_handles.c, web_render.c (bodies), web_metrics.c. */
 #ifndef IMGCLS_WEB_WEB_SERVER_H
 #define IMGCLS_WEB_WEB_SERVER_H
 
@@ -99,6 +99,9 @@ void web_upload_free(web_request *r);
 enum MHD_Result web_route_result(web_request *r, const char *id);
 enum MHD_Result web_route_health(web_request *r);
 enum MHD_Result web_route_metrics(web_request *r);
+
+/* web_dashboard.c: GET /dashboard, a self-contained page that polls /metrics. */
+enum MHD_Result web_route_dashboard(web_request *r);
 
 /* web_dispatch.c */
 int web_dispatch_start(web_server *s, imgcls_errbuf *eb);
