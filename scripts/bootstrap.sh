@@ -10,6 +10,9 @@ APT_PACKAGES=(
   libxnnpack-dev libpthreadpool-dev libturbojpeg0-dev libspng-dev libexif-dev
   libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev libssl-dev libcmocka-dev
   darknet   # ships data/dog.jpg and data/eagle.jpg, real photos for the tests
+  # headless browser for tests/e2e/test_dashboard.py, which renders GET /dashboard and reads the DOM
+  # its script builds from /metrics (the test skips, saying so, without it)
+  chromium
   # clang's sanitizer and libFuzzer runtimes (make test-fuzz, make test-tsan): only "recommended" by
   # clang-14, so --no-install-recommends leaves them out; llvm gives llvm-symbolizer for file:line in
   # sanitizer reports.
