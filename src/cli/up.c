@@ -501,7 +501,7 @@ static void supervise(up_state *u, const up_opts *o, const char *abs)
 static void build_children(const up_opts *o, const char *self, const char *abs, up_state *u)
 {
     static char q[PATH_MAX + 64], r[PATH_MAX + 64], in[PATH_MAX + 16], out[PATH_MAX + 16];
-    static char fleet[PATH_MAX + 16], prom[PATH_MAX + 16], slot_fleet[UP_MAX_WORKERS][PATH_MAX + 32];
+    static char fleet[PATH_MAX + 16], prom[PATH_MAX + 16], slot_fleet[UP_MAX_WORKERS][PATH_MAX + 64];
     static char port[16], timeout[16], vis[16], threads[16], minw[16], maxw[16];
     /* sync=normal: in WAL mode a commit then survives any process crash -- what "durable across
      * restarts of any process" asks -- and only a power cut can lose the last ones. It saves an

@@ -147,7 +147,7 @@ static bool network_fits(engine *e, const image_tensor *t, engine_result *r)
     imgcls_errbuf neb = {{0}};
     if (network_plan_bytes(e->net, 1, t->h, t->w, &bytes, &neb)) {
         r->rc = IMGCLS_EFORMAT;
-        snprintf(r->error, sizeof r->error, "the network cannot take a %ux%u image: %s", t->w, t->h, neb.msg);
+        snprintf(r->error, sizeof r->error, "the network cannot take a %ux%u image: %.160s", t->w, t->h, neb.msg);
         return false;
     }
     if (e->cfg.max_memory && bytes + tensor > e->cfg.max_memory) {
