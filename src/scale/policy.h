@@ -108,7 +108,7 @@ typedef struct scale_decision {
 } scale_decision;
 
 /* The defaults for a policy (the README and docs/autoscaling.md say why each was chosen): min 1, max 19;
- * backlog: drain in 0.5 s, 4 workers a step, a 15 s scale-in window, 50 images/s per worker until
+ * backlog: drain in 0.5 s, 10 workers a step, a 15 s scale-in window, 50 images/s per worker until
  * measured; threshold: out above 2, in below 3; alarm: 60 s periods, out above 2 (+2 up to 10 visible,
  * +5 up to 50, +10 above), in below 3 (-1), 300 s cooldown. */
 void scale_params_default(scale_params *p, scale_policy_kind kind);

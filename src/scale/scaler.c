@@ -66,7 +66,7 @@ static size_t options(scaler_opts *o, config_opt *t)
          100, 3600000, &o->drain_ms},
         {"scale-in-window-s", CONFIG_UINT, "15", "backlog: the recommendation must stay lower this long to scale in",
          0, 86400, &o->window_s},
-        {"max-step", CONFIG_UINT, "4", "backlog: most workers added by one decision", 1, 1000, &o->max_step},
+        {"max-step", CONFIG_UINT, "10", "backlog: most workers added by one decision", 1, 1000, &o->max_step},
         {"default-rate", CONFIG_UINT, "50", "backlog: images/s per worker until the fleet has measured it", 1,
          100000, &o->default_rate},
         {"metrics-file", CONFIG_STR, NULL, "write Prometheus metrics here after every decision", 0, 0,

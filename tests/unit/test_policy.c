@@ -60,12 +60,12 @@ static void test_backlog_table(void **state)
     const backlog_case cases[] = {
         {"idle at the minimum", snap(0, 0, 0, 1, 0, 1), 19, 1, "right"},
         {"a backlog one worker drains in time", snap(0, 20, 5, 1, 0, 1), 19, 1, "right"},
-        {"a burst: 4 workers a step", snap(0, 1000, 0, 1, 0, 1), 19, 5, "1 -> 5"},
+        {"a burst: 10 workers a step", snap(0, 1000, 0, 1, 0, 1), 19, 11, "1 -> 11"},
         {"a burst, capped by max", snap(0, 1000, 0, 1, 0, 1), 3, 3, "1 -> 3"},
         {"a new worker would arrive after the drain", slow_boot, 19, 2, "not worth starting"},
-        {"only the rest after the boot counts", ec2_burst, 19, 5, "needs 140 workers"},
+        {"only the rest after the boot counts", ec2_burst, 19, 11, "needs 140 workers"},
         {"workers starting count towards the need", snap(0, 100, 0, 1, 2, 3), 19, 4, "3 -> 4"},
-        {"no rate measured yet", unmeasured, 19, 5, "at 50 img/s"},
+        {"no rate measured yet", unmeasured, 19, 11, "at 50 img/s"},
         {"nobody running: boot time does not matter", snap(0, 10, 0, 0, 0, 0), 19, 1, "0 -> 1"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
