@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -153,10 +154,14 @@ def test_data_dir_without_permission_is_a_clear_error(imgcls):
         locked = top / "locked"
         locked.mkdir(mode=0o555)
         locked.chmod(0o555)
-        # root ignores permission bits: run as nobody then (the binary is world-readable).
+        # root ignores permission bits: run as nobody then, from a copy of the binary in this world-
+        # readable directory (the checkout's own path may not be traversable by nobody: mktemp -d is 0700).
         as_user = {"user": 65534, "group": 65534} if os.geteuid() == 0 else {}
+        binary = top / "imgcls"
+        shutil.copy(imgcls, binary)
+        binary.chmod(0o755)
         for data in (locked / "data", locked):  # cannot create; exists but cannot write in it
-            r = run_up(imgcls, data, **as_user)
+            r = run_up(binary, data, **as_user)
             assert r.returncode == 1, r.stderr
             assert "--data-dir" in r.stderr and "Permission denied" in r.stderr, r.stderr
             assert "event=started" not in r.stderr
