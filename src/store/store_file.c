@@ -7,9 +7,12 @@
  *               ".imgcls" as "%2Eimgcls". The encoding is reversible (one name, one file; '%' always
  *               starts an escape) and a mapped name never starts with '.', so no name reaches the
  *               system's directory or a temporary file. Rejected: encoding every byte outside
- *               [A-Za-z0-9._-], which would make a 100-byte Japanese name 900 bytes, over NAME_MAX.
+ *               [A-Za-z0-9._-], which would make a 100-character Japanese name (300 bytes of UTF-8)
+ *               900 bytes, over NAME_MAX.
  *   system key  a path below the directory, as it stands: ".imgcls/claims/<id>". store_key_is_system
  *               allows only [A-Za-z0-9._-] there, with no segment starting with '.' after the prefix.
+ *               Being paths, ".imgcls/a" and ".imgcls/a/b" cannot both exist (IMGCLS_EINVAL); the
+ *               system never makes such a pair.
  *
  * Atomic writes: put writes a temporary file in the key's own directory, fsyncs it, renames it over the
  * key and fsyncs the directory. rename(2) within one directory is atomic, so a reader sees the old or
