@@ -42,7 +42,8 @@ int engine_open(const engine_config *cfg, engine **out, imgcls_errbuf *eb)
         return IMGCLS_ENOMEM;
     e->cfg = *cfg;
     /* The memory limit becomes a pixel limit that the decoder checks from the header, before it allocates. */
-    uint64_t per_px = cfg->mode == PREPROCESS_REFERENCE ? ENGINE_REFERENCE_BYTES_PER_PIXEL : ENGINE_DECODE_BYTES_PER_PIXEL;
+    uint64_t per_px =
+        cfg->mode == PREPROCESS_REFERENCE ? ENGINE_REFERENCE_BYTES_PER_PIXEL : ENGINE_DECODE_BYTES_PER_PIXEL;
     if (cfg->max_memory && cfg->max_memory / per_px < e->cfg.limits.max_pixels) {
         e->cfg.limits.max_pixels = cfg->max_memory / per_px;
         e->memory_caps_pixels = true;
@@ -152,8 +153,9 @@ static bool network_fits(engine *e, const image_tensor *t, engine_result *r)
     }
     if (e->cfg.max_memory && bytes + tensor > e->cfg.max_memory) {
         r->rc = IMGCLS_ETOOBIG;
-        snprintf(r->error, sizeof r->error, "a %ux%u image needs %zu MiB for the network, over the limit of %zu MiB (--max-image-mb)",
-                 t->w, t->h, (bytes + tensor) >> 20, e->cfg.max_memory >> 20);
+        snprintf(r->error, sizeof r->error,
+                 "a %ux%u image needs %zu MiB for the network, over the limit of %zu MiB (--max-image-mb)", t->w, t->h,
+                 (bytes + tensor) >> 20, e->cfg.max_memory >> 20);
         return false;
     }
     return true;

@@ -75,7 +75,8 @@ int engine_warm_up(engine *e, imgcls_errbuf *eb);
 
 /* Classifies n encoded images (1..NETWORK_MAX_BATCH) and writes the top k (<= ENGINE_MAX_TOP) of
  * each into results[i]; the images go through the network one at a time (engine.c says why). An
- * image that cannot be decoded gets results[i].rc and .error; the others are still classified. Returns 0 unless the batch as a whole failed
+ * image that cannot be decoded, is over the memory limit, or has a shape the network refuses gets
+ * results[i].rc and .error; the others are still classified. Returns 0 unless the batch as a whole failed
  * (IMGCLS_EBACKEND, IMGCLS_ENOMEM, IMGCLS_EINVAL for bad n or k). */
 int engine_classify(engine *e, const engine_image *images, size_t n, size_t k, engine_result *results,
                     imgcls_errbuf *eb);
