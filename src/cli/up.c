@@ -27,7 +27,8 @@
  *   when their visibility runs out.
  * - "ready" is logged only once the web tier answers GET /healthz with 200.
  * - --data-dir and its missing parents are created; a directory that cannot be used (a file in the
- *   way, no permission) is an error message and exit status 1 before anything starts.
+ *   way, no permission), or a --port that something already listens on, is an error message and exit
+ *   status 1 before anything starts.
  * - Ctrl-C or SIGTERM stops the children with SIGTERM -- workers finish their batch -- and waits for
  *   them; SIGKILL after 15 s, or at once on a second Ctrl-C. Each child's end is logged (`stopped
  *   role=.. exit=..`); `up` exits 0 when every child stopped cleanly, 1 otherwise.
@@ -555,6 +556,23 @@ static int open_signals(up_state *u)
 }
 
 /* Everything before the first child: the binary's path, the directories, the probe's address. */
+/* Whether the web tier's port is free, asked the way it will bind (SO_REUSEADDR, as libmicrohttpd
+ * does, so a TIME_WAIT is no owner). A port in use is a configuration error to report before anything
+ * starts: the web tier would exit at once, and restarting it with backoff would never help. Another
+ * process may still take the port between this check and the web tier's bind; then the restart log
+ * says so. */
+static int port_free(const up_state *u, imgcls_errbuf *eb, unsigned long port)
+{
+    int fd = socket(u->web_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, rc = 0;
+    if (fd < 0)
+        return 0; /* cannot tell: let the web tier try */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (const struct sockaddr *)&u->web_addr, u->web_addr_len) != 0 && errno == EADDRINUSE)
+        rc = imgcls_fail(eb, IMGCLS_EBUSY, "--port %lu is already in use (another imgcls up?)", port);
+    close(fd);
+    return rc;
+}
+
 static int prepare(up_state *u, const up_opts *o, char *self, char *abs, imgcls_errbuf *eb)
 {
     ssize_t len = readlink("/proc/self/exe", self, PATH_MAX - 1);
@@ -563,7 +581,10 @@ static int prepare(up_state *u, const up_opts *o, char *self, char *abs, imgcls_
     self[len] = 0;
     if (probe_address(u, o->bind, o->port))
         return imgcls_fail(eb, IMGCLS_EINVAL, "--bind: '%s' is not an IPv4 or IPv6 address", o->bind);
-    int rc = make_dirs(o->data_dir, abs, eb);
+    int rc = port_free(u, eb, o->port);
+    if (rc)
+        return rc;
+    rc = make_dirs(o->data_dir, abs, eb);
     if (rc) {
         imgcls_errbuf detail = *eb;
         return imgcls_fail(eb, rc, "--data-dir %s cannot be used: %s", o->data_dir, detail.msg);

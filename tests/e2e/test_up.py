@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import tempfile
@@ -168,3 +169,17 @@ def test_data_dir_without_permission_is_a_clear_error(imgcls):
     finally:
         (top / "locked").chmod(stat.S_IRWXU)
         subprocess.run(["rm", "-rf", str(top)], check=True)
+
+
+def test_a_port_in_use_is_a_clear_error(imgcls, tmp_path):
+    # Something else listens there: `up` says so and exits, rather than restarting a web tier that can
+    # never bind.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        r = subprocess.run([str(imgcls), "up", "--port", str(port), "--data-dir", str(tmp_path / "data")],
+                           capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert f"--port {port} is already in use" in r.stderr, r.stderr
+    assert "event=started" not in r.stderr
