@@ -370,3 +370,126 @@ class InstanceRunner:
                     i.returncode = i.proc.wait()
                     i.unexpected_exit = i.terminated_at is None and i.id not in {j.id for j in live}
                 i.imds.close()
+
+
+def make_group(aws, name: str, env: dict[str, str], min_size: int = 1, max_size: int = 5,
+               desired: int | None = None) -> list[str]:
+    """A launch template whose user data follows the contract (env -> worker.env) and an Auto Scaling
+    group of it, built with boto3 for tests that need no CloudFormation. Returns the group's instances."""
+    ec2, asg = aws.client("ec2"), aws.client("autoscaling")
+    ec2.create_launch_template(LaunchTemplateName=f"{name}-lt", LaunchTemplateData={
+        "ImageId": "ami-12c6146b",  # one of the AMIs moto knows; nothing boots it
+        "InstanceType": "t3.micro",
+        "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},  # IMDSv2 only
+        "UserData": user_data(env)})
+    asg.create_auto_scaling_group(AutoScalingGroupName=name, MinSize=min_size, MaxSize=max_size,
+                                  DesiredCapacity=min_size if desired is None else desired,
+                                  LaunchTemplate={"LaunchTemplateName": f"{name}-lt", "Version": "$Latest"},
+                                  AvailabilityZones=[aws.env.get("AWS_REGION", "us-east-1") + "a"])
+    return group_instances(aws, name)
+
+
+def group(aws, name: str) -> dict:
+    return aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+
+
+def group_instances(aws, name: str) -> list[str]:
+    return [i["InstanceId"] for i in group(aws, name)["Instances"]]
+
+
+class Procs:
+    """imgcls processes a test starts by hand (web, scaler, a worker), each logging to tmp/NAME.log; all
+    of them get SIGTERM and are waited for (SIGKILL after 60 s) when the block ends."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = Path(tmp)
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, argv: list, env: dict) -> subprocess.Popen:
+        assert name not in self.procs, name
+        with open(self.tmp / f"{name}.log", "w") as log:
+            p = subprocess.Popen([str(a) for a in argv], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL)
+        self.procs[name] = p
+        return p
+
+    def log(self, name: str) -> str:
+        return (self.tmp / f"{name}.log").read_text(errors="replace")
+
+    def alive(self, name: str) -> bool:
+        return self.procs[name].poll() is None
+
+    def assert_alive(self, *names: str) -> None:
+        for n in names or tuple(self.procs):
+            assert self.alive(n), f"{n} exited with {self.procs[n].returncode}:\n{self.log(n)[-3000:]}"
+
+    def stop(self, name: str, timeout: float = 60.0) -> int:
+        p = self.procs[name]
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        try:
+            return p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise AssertionError(f"{name} did not stop within {timeout} s of SIGTERM:\n{self.log(name)[-3000:]}")
+
+    def __enter__(self) -> "Procs":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def wait_for(cond, timeout: float = 60.0, what: str = "condition", every: float = 0.1, check=None):
+    """Polls cond until it is truthy; `check` runs each round (e.g. a runner's check) to fail early."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if check:
+            check()
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def photo_folder(d: Path, photos: dict) -> list[Path]:
+    """The real test photos (tests/conftest.py's PHOTOS) copied into one folder under their own names:
+    the PNGs are over the web tier's 32 KiB inline limit, so they travel by claim check through S3."""
+    d.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, (path, _) in photos.items():
+        dst = d / f"{name}{path.suffix}"
+        dst.write_bytes(path.read_bytes())
+        out.append(dst)
+    return out
+
+
+def classify_labels(imgcls: Path, paths: list[Path]) -> dict[str, str]:
+    """file name -> the label `imgcls classify --json` gives it (the answer the service must give)."""
+    import json
+
+    r = subprocess.run([str(imgcls), "classify", "--json", *map(str, paths)], capture_output=True, text=True,
+                       check=True, env={k: v for k, v in os.environ.items() if not k.startswith("IMGCLS_")})
+    return {j["file"]: j["label"] for j in map(json.loads, r.stdout.splitlines())}
+
+
+def free_port() -> int:
+    # Here rather than imported from a conftest: two conftest.py files (tests/ and tests/aws/) share the
+    # module name, so `from conftest import` would depend on which pytest loaded last.
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
