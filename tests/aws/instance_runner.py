@@ -181,16 +181,17 @@ class InstanceRunner:
 
     def __init__(self, aws, group: str, imgcls: Path, tmp: Path, boot_s: float = 1.0, poll_s: float = 0.2,
                  stop_timeout_s: float = 60.0, command: list[str] | None = None,
-                 overrides: dict[str, str] | None = None):
+                 overrides: dict[str, str] | None = None, reconcile: bool = True):
         """command replaces the imgcls binary (a stand-in, for testing the runner itself: it gets the
         ExecStart's arguments after it). overrides are IMGCLS_* values that win over the env file, for a
         test that needs a setting the template has no parameter for; each is logged to the worker's log,
-        so a reader sees where it departs from the user data."""
+        so a reader sees where it departs from the user data. reconcile: see _reconcile."""
         self.aws, self.group, self.imgcls = aws, group, Path(imgcls)
         self.tmp = Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.boot_s, self.poll_s, self.stop_timeout_s = boot_s, poll_s, stop_timeout_s
         self.command, self.overrides = command, dict(overrides or {})
+        self.reconcile, self.reconciled = reconcile, 0  # see _reconcile
         self.instances: dict[str, Instance] = {}
         self.max_alive = 0  # the most worker processes alive at once
         self.error: BaseException | None = None
@@ -262,6 +263,8 @@ class InstanceRunner:
         # An instance leaving service (Terminating*) is as good as gone: its shutdown has begun.
         members = {i["InstanceId"]: i for i in g.get("Instances", [])
                    if not i.get("LifecycleState", "InService").startswith(("Terminat", "Detach"))}
+        if self.reconcile:
+            self._reconcile(g, members)
         now = time.monotonic()
         with self._lock:
             for iid, desc in members.items():
@@ -279,6 +282,22 @@ class InstanceRunner:
                         inst.sigterm_at = now
                 self._reap(inst, now)
             self.max_alive = max(self.max_alive, sum(1 for i in self.instances.values() if i.alive()))
+
+    def _reconcile(self, g: dict, members: dict) -> None:
+        """What Auto Scaling does and moto does not: a group left above its desired capacity because the
+        instances it would have removed were protected is brought down once some are no longer protected.
+        moto only compares instances with desired inside SetDesiredCapacity, so a scale-in that met busy
+        (protected) workers would leave the extra instances in the group forever, even after the workers
+        cleared their protection; the same SetDesiredCapacity call with the group's own value makes moto
+        do its comparison again. The desired value is read again just before, so a newer decision of the
+        scaler is not replaced with an older one (and a scaler that did see one would set it again)."""
+        if len(members) <= g["DesiredCapacity"] or all(m.get("ProtectedFromScaleIn") for m in members.values()):
+            return
+        now = self._asg.describe_auto_scaling_groups(AutoScalingGroupNames=[self.group])["AutoScalingGroups"][0]
+        if now["DesiredCapacity"] == g["DesiredCapacity"]:
+            self._asg.set_desired_capacity(AutoScalingGroupName=self.group, DesiredCapacity=now["DesiredCapacity"],
+                                           HonorCooldown=False)
+            self.reconciled += 1
 
     def _reap(self, inst: Instance, now: float) -> None:
         if inst.proc is None or inst.returncode is not None:
