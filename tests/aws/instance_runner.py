@@ -119,6 +119,15 @@ def _expand(word: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: env.get(m[1] or m[2], ""), word)
 
 
+def _exec_start(unit: str) -> str | None:
+    return next((ln.split("=", 1)[1] for ln in unit.splitlines() if ln.strip().startswith("ExecStart=")), None)
+
+
+def _runs_worker(unit: str) -> bool:
+    line = _exec_start(unit)
+    return bool(line) and re.search(r"(^|[\s/])imgcls\s+worker(\s|$)", line) is not None
+
+
 @dataclass
 class Launch:
     """What an instance of the launch template runs: its worker's environment (from the env file) and
@@ -134,17 +143,17 @@ def parse_user_data(b64: str) -> Launch:
     files = {e.get("path"): _file_content(e) for e in doc.get("write_files") or []}
     assert ENV_FILE in files, f"user data writes no {ENV_FILE} (it writes {sorted(map(str, files))})"
     env = parse_env_file(files[ENV_FILE])
-    units = [c for p, c in files.items() if str(p).endswith(".service") and "ExecStart=" in c and "imgcls" in c]
+    units = [c for p, c in files.items() if str(p).endswith(".service") and _runs_worker(c)]
     if units:
         unit = units[0]
-    else:  # the unit may be baked into the image instead: then it is the repository's copy
+    else:  # the unit is installed with the release (deploy/aws/systemd/), not written by cloud-init
         found = sorted((REPO / "deploy").rglob("*.service")) if (REPO / "deploy").exists() else []
-        found = [p.read_text() for p in found if "imgcls" in p.read_text() and "worker" in p.read_text()]
-        assert found, "neither the user data nor deploy/ has the worker's systemd unit"
+        found = [p.read_text() for p in found if _runs_worker(p.read_text())]
+        assert len(found) == 1, f"not one worker unit in the user data or deploy/ ({len(found)})"
         unit = found[0]
     assert ENV_FILE in unit, f"the worker's unit does not read {ENV_FILE}:\n{unit}"
-    line = next(ln for ln in unit.splitlines() if ln.strip().startswith("ExecStart="))
-    words = [_expand(w, env) for w in shlex.split(line.split("=", 1)[1].lstrip("-@+!:"))]
+    line = _exec_start(unit)
+    words = [_expand(w, env) for w in shlex.split(line.lstrip("-@+!:"))]
     at = next((i for i, w in enumerate(words) if w.endswith("/imgcls") or w == "imgcls"), None)
     assert at is not None, f"ExecStart does not run imgcls: {line}"
     args = words[at + 1:]
