@@ -1,4 +1,5 @@
 /* imgcls: one binary, one subcommand per process role (DESIGN.md §5). */
+#include "aws/aws.h"
 #include "cli/cli.h"
 #include "web/web.h"
 #include "loadgen/loadgen.h"
@@ -41,6 +42,7 @@ int main(int argc, char **argv)
      * preprocessing time). Keeping such blocks on the heap lets long-lived workers reuse them. */
     mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
     mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+    aws_global_init(); /* before any subcommand starts a thread */
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

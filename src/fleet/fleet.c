@@ -8,6 +8,7 @@
 /* Scheme -> backend, fixed at build time (see queue.c for why a table). */
 static const struct fleet_ops *const fleet_backends[] = {
     &fleet_local_ops,
+    &fleet_asg_ops,
 };
 
 int fleet_open(const char *url, fleet **out, imgcls_errbuf *eb)

@@ -55,7 +55,14 @@ struct fleet {
  * local://<path>[?slot=<n>]
  *   The table that `imgcls up` keeps at <path> (a small shared-memory file; fleet_local.h): the desired
  *   count, and one slot per worker process with its state, busy flag and counters. It must exist (up
- *   creates it). slot (1..FLEET_LOCAL_SLOTS) names the calling worker, for report. */
+ *   creates it). slot (1..FLEET_LOCAL_SLOTS) names the calling worker, for report.
+ *
+ * asg://<group>[?instance=<i-...>&protect_hold_s=<s>]
+ *   An EC2 Auto Scaling group (fleet_asg.c; signing, credentials and endpoint as in aws/aws.h). running,
+ *   starting and stopping are its instances' lifecycle states, busy the InService ones protected from
+ *   scale-in. report protects the worker's own instance (instance=, else IMDS's instance-id) while it is
+ *   busy, and lifts the protection after protect_hold_s (default 5) idle: Auto Scaling never scales in a
+ *   protected instance, so a worker is never terminated mid-batch by a scale-in. */
 int fleet_open(const char *url, fleet **out, imgcls_errbuf *eb);
 
 static inline void fleet_close(fleet *f)

@@ -5,5 +5,6 @@
 #include "fleet/fleet.h"
 
 extern const struct fleet_ops fleet_local_ops;
+extern const struct fleet_ops fleet_asg_ops;
 
 #endif

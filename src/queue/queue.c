@@ -11,6 +11,8 @@
 static const struct queue_ops *const queue_backends[] = {
     &queue_sqlite_ops,
     &queue_fault_ops,
+    &queue_sqs_https_ops,
+    &queue_sqs_http_ops,
 };
 
 int queue_open(const char *url, queue **out, imgcls_errbuf *eb)

@@ -17,8 +17,9 @@
 #define QUEUE_MAX_BODY ((size_t)256 * 1024)
 /* Upper bound on one receive, as in SQS. */
 #define QUEUE_MAX_BATCH 10
-/* A receipt or message id is at most this long, including the NUL. */
-#define QUEUE_MAX_RECEIPT 256
+/* A receipt or message id is at most this long, including the NUL (an SQS receipt handle is up to 1024
+ * characters). */
+#define QUEUE_MAX_RECEIPT 1025
 
 typedef struct queue_msg {
     char id[QUEUE_MAX_RECEIPT];      /* stable across redeliveries */
@@ -36,7 +37,7 @@ typedef struct queue_depth {
 typedef struct queue queue;
 
 struct queue_ops {
-    const char *scheme; /* "sqlite", "https" (SQS), "fault" */
+    const char *scheme; /* "sqlite", "https" and "http" (SQS), "fault" */
     /* Opens the queue named by url, creating it (and its dead-letter queue) if it does not exist.
      * Returns 0 and *out, or an error with eb filled; *out is NULL on error. */
     int (*open)(const char *url, queue **out, imgcls_errbuf *eb);
@@ -59,6 +60,12 @@ struct queue_ops {
     int (*change_visibility)(queue *q, const char *receipt, int visibility_s);
     /* Counts messages: visible, and in flight. */
     int (*depth)(queue *q, queue_depth *out);
+    /* Optional (NULL: the wrappers below loop over send and delete_msg). n messages (1..QUEUE_MAX_BATCH,
+     * QUEUE_MAX_BODY bytes in all) or receipts in one call; rcs[i] is entry i's result, as send or
+     * delete_msg would return it. Returns 0 when the call itself went through (entries may still have
+     * failed: look at rcs), else the error that every rcs[i] also holds. */
+    int (*send_batch)(queue *q, const void *const *bodies, const size_t *lens, size_t n, int *rcs);
+    int (*delete_batch)(queue *q, const char *const *receipts, size_t n, int *rcs);
 };
 
 struct queue {
@@ -86,6 +93,15 @@ struct queue {
  *   Files: <path>, <path>-wal, <path>-shm, and one doorbell <path>.<name>.bell per queue, all on a
  *   local file system (WAL mode and inotify need one). receive: visibility_s 0..43200, wait_ms >= 0.
  *   A handle must not be used across fork(); open another in the child.
+ *
+ * https://sqs.<region>.amazonaws.com/<account>/<name>   (and http:// for moto on loopback)
+ *   An SQS standard queue, named by its URL exactly as GetQueueUrl returns it (queue_sqs.c). Requests go
+ *   to AWS_ENDPOINT_URL(_SQS) when set, else to the URL's own host; signing and credentials as in
+ *   aws/aws.h. open does not create the queue (the deployment does: deploy/aws/template.yaml); it checks
+ *   that it exists with GetQueueUrl, IMGCLS_ENOTFOUND if not. Dead-lettering is the queue's redrive
+ *   policy, so max_receives is SQS's maxReceiveCount, and a message keeps its receive count on the
+ *   dead-letter queue. receive: wait_ms is rounded up to whole seconds (at most 20 per call, repeated up
+ *   to wait_ms); visibility_s 0..43200. FIFO queues (".fifo") are IMGCLS_EUNSUPPORTED.
  *
  * fault:<inner-url>[#op=<op>&fail=<N>&times=<K>&code=<ENAME>]
  *   Wraps the queue <inner-url> and fails calls of <op> (send, receive, delete, change_visibility,
@@ -127,6 +143,22 @@ static inline int queue_change_visibility(queue *q, const char *receipt, int vis
 static inline int queue_depth_get(queue *q, queue_depth *out)
 {
     return q->ops->depth(q, out);
+}
+static inline int queue_send_batch(queue *q, const void *const *bodies, const size_t *lens, size_t n, int *rcs)
+{
+    if (q->ops->send_batch)
+        return q->ops->send_batch(q, bodies, lens, n, rcs);
+    for (size_t i = 0; i < n; i++)
+        rcs[i] = q->ops->send(q, bodies[i], lens[i]);
+    return 0;
+}
+static inline int queue_delete_batch(queue *q, const char *const *receipts, size_t n, int *rcs)
+{
+    if (q->ops->delete_batch)
+        return q->ops->delete_batch(q, receipts, n, rcs);
+    for (size_t i = 0; i < n; i++)
+        rcs[i] = q->ops->delete_msg(q, receipts[i]);
+    return 0;
 }
 
 #endif

@@ -7,5 +7,7 @@
 
 extern const struct queue_ops queue_sqlite_ops;
 extern const struct queue_ops queue_fault_ops;
+extern const struct queue_ops queue_sqs_https_ops;
+extern const struct queue_ops queue_sqs_http_ops;
 
 #endif

@@ -1,11 +1,13 @@
 /* imgcls scaler (contract in scaler.h). */
 #include "scale/scaler.h"
 
+#include "aws/aws.h"
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "fleet/fleet.h"
+#include "fleet/fleet_asg.h"
 #include "queue/queue.h"
 #include "scale/policy.h"
 
@@ -21,8 +23,8 @@
 #define SCALER_METRICS_MAX 8192
 
 typedef struct scaler_opts {
-    const char *queue_url, *fleet_url, *policy, *metrics_file;
-    unsigned long min, max, interval_ms, boot_ms, drain_ms, window_s, max_step, default_rate;
+    const char *queue_url, *fleet_url, *policy, *metrics_file, *cw_namespace;
+    unsigned long min, max, interval_ms, boot_ms, drain_ms, window_s, max_step, default_rate, cw_period_s;
 } scaler_opts;
 
 typedef struct scaler {
@@ -34,6 +36,9 @@ typedef struct scaler {
     uint64_t decisions_out, decisions_in;
     queue_depth depth;
     fleet_status fs;
+    aws_client *cw;                /* with --cloudwatch-namespace */
+    char cw_group[ASG_MAX_GROUP];  /* the dimension: the asg fleet's group, or empty */
+    double cw_last_ms;
 } scaler;
 
 static volatile sig_atomic_t stop_requested;
@@ -71,6 +76,11 @@ static size_t options(scaler_opts *o, config_opt *t)
          100000, &o->default_rate},
         {"metrics-file", CONFIG_STR, NULL, "write Prometheus metrics here after every decision", 0, 0,
          &o->metrics_file},
+        {"cloudwatch-namespace", CONFIG_STR, NULL,
+         "publish BacklogPerInstance and RequestQueueDepth to CloudWatch in this namespace (PutMetricData)", 0, 0,
+         &o->cw_namespace},
+        {"cloudwatch-period-s", CONFIG_UINT, "60", "seconds between two CloudWatch publications", 1, 3600,
+         &o->cw_period_s},
     };
     memcpy(t, opts, sizeof opts);
     return sizeof opts / sizeof *opts;
@@ -134,6 +144,27 @@ static void write_metrics(const scaler *s)
     buf_free(&b);
 }
 
+/* The backlog per instance is the signal CloudWatch-driven scaling (a target-tracking or step policy on
+ * this metric) can share with the scaler; published every --cloudwatch-period-s, not every tick: at 4
+ * ticks a second PutMetricData would cost more than the signal is worth. A failure is logged only. */
+static void publish_cloudwatch(scaler *s)
+{
+    double now = clock_ms();
+    if (!s->cw || (s->cw_last_ms > 0 && now - s->cw_last_ms < (double)s->o.cw_period_s * 1000.0))
+        return;
+    s->cw_last_ms = now;
+    double depth = (double)(s->depth.visible + s->depth.in_flight);
+    aws_metric m[] = {
+        {"BacklogPerInstance", depth / (s->fs.running ? s->fs.running : 1), "Count"},
+        {"RequestQueueDepth", depth, "Count"},
+        {"DesiredWorkers", (double)s->fs.desired, "Count"},
+    };
+    imgcls_errbuf eb = {{0}};
+    if (aws_cloudwatch_put(s->cw, s->o.cw_namespace, s->cw_group[0] ? "AutoScalingGroupName" : NULL,
+                           s->cw_group[0] ? s->cw_group : NULL, m, sizeof m / sizeof *m, &eb))
+        log_event("warn", "scaler", "cloudwatch_failed detail=\"%s\"", eb.msg);
+}
+
 /* One decision. Failures to read the queue or the fleet skip the tick: they are temporary, and the
  * fleet keeps its size meanwhile. */
 static void tick(scaler *s)
@@ -169,6 +200,7 @@ static void tick(scaler *s)
     }
     if (s->o.metrics_file)
         write_metrics(s);
+    publish_cloudwatch(s);
 }
 
 static void sleep_ms(unsigned long ms)
@@ -203,7 +235,14 @@ int cli_scaler(int argc, char **argv)
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    if (queue_open(s.o.queue_url, &s.q, &eb) || fleet_open(s.o.fleet_url, &s.f, &eb)) {
+    if (s.o.cw_namespace && strncmp(s.o.fleet_url, "asg://", 6) == 0) {
+        char inst[ASG_MAX_INSTANCE];
+        unsigned hold;
+        if (fleet_asg_parse_url(s.o.fleet_url, s.cw_group, inst, &hold, NULL))
+            s.cw_group[0] = 0;
+    }
+    if (queue_open(s.o.queue_url, &s.q, &eb) || fleet_open(s.o.fleet_url, &s.f, &eb) ||
+        (s.o.cw_namespace && aws_client_open(AWS_CLOUDWATCH, NULL, &s.cw, &eb))) {
         log_event("error", "scaler", "start_failed detail=\"%s\"", eb.msg);
         status = 1;
         goto out;
@@ -221,6 +260,7 @@ int cli_scaler(int argc, char **argv)
 out:
     queue_close(s.q);
     fleet_close(s.f);
+    aws_client_close(s.cw);
     free(args.positional);
     return status;
 }

@@ -11,6 +11,7 @@
 static const struct store_ops *const store_backends[] = {
     &store_file_ops,
     &store_fault_ops,
+    &store_s3_ops,
 };
 
 int store_open(const char *url, store **out, imgcls_errbuf *eb)

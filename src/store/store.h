@@ -36,7 +36,8 @@ typedef struct store store;
 
 struct store_ops {
     const char *scheme; /* "file", "s3", "fault" */
-    /* Opens the bucket named by url, creating it if needed. *out is NULL on error. */
+    /* Opens the bucket named by url, creating it if needed (file; s3 only checks it exists). *out is NULL
+     * on error. */
     int (*open)(const char *url, store **out, imgcls_errbuf *eb);
     void (*close)(store *s); /* accepts NULL */
     /* Stores value under key, replacing any old value atomically: a reader sees the old or the new
@@ -70,6 +71,14 @@ struct store {
  *   percent-encoded (store_file.c); a system key is a path below <dir>/.imgcls. A name whose encoded
  *   form is over NAME_MAX (255) bytes cannot be stored here: IMGCLS_EINVAL. Writes are atomic and
  *   durable (temporary file, fsync, rename, fsync of the directory).
+ *
+ * s3://<bucket>[/<prefix>][?addressing=path|virtual]
+ *   An S3 bucket (store_s3.c); objects are <prefix>/<key>, keys as they are (UTF-8, URI-encoded on the
+ *   wire). Signing, credentials and endpoint as in aws/aws.h. Addressing: virtual-hosted on AWS,
+ *   path-style when AWS_ENDPOINT_URL(_S3) is set or the name has a '.'. open does not create the bucket
+ *   (the deployment does); it checks it with HeadBucket: IMGCLS_ENOTFOUND when it does not exist. A
+ *   vanished bucket later is IMGCLS_EBACKEND (temporary), never IMGCLS_ENOTFOUND, which only ever means
+ *   an absent key. expire is the bucket's lifecycle rule, not a call.
  *
  * fault:<inner-url>[#op=<op>&fail=<N>&times=<K>&code=<ENAME>]
  *   Wraps the store <inner-url> and fails calls of <op> (put, get, exists, del, expire, any, open) from

@@ -7,5 +7,6 @@
 
 extern const struct store_ops store_file_ops;
 extern const struct store_ops store_fault_ops;
+extern const struct store_ops store_s3_ops;
 
 #endif

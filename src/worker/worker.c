@@ -107,7 +107,7 @@ static size_t options(worker_opts *o, config_opt *t)
          "refused",
          16, 1ul << 20, &o->max_image_mb},
         {"fleet", CONFIG_STR, NULL,
-         "fleet URL naming this worker, to report busy/idle and its rate (imgcls up sets it)", 0, 0,
+         "fleet URL naming this worker, to report busy/idle and its rate (imgcls up sets it; on EC2 asg://GROUP)", 0, 0,
          &o->fleet_url},
         {"claim-ttl", CONFIG_UINT, "86400", "seconds after which a left-over claim check is removed", 60,
          1ul << 31, &o->claim_ttl},
@@ -395,6 +395,9 @@ static int worker_loop(worker *w)
             report(w, true, 0, 0);
             process_batch(w, msgs, n);
             report(w, false, (uint32_t)n, (clock_ms() - t0) / 1000.0);
+        } else {
+            /* idle for a whole wait: the asg fleet lifts its scale-in protection after a hold (fleet.h) */
+            report(w, false, 0, 0);
         }
         heartbeat_track(w->hb, NULL, 0);
         for (size_t i = 0; i < n; i++)
