@@ -11,7 +11,7 @@ PY         := .venv/bin/python
 JOBS       ?= $(shell nproc)
 
 .PHONY: all deps build build-asan build-fuzz build-tsan models docs test test-unit test-asan test-py \
-        fuzz-seeds fuzz test-fuzz test-tsan soak test-soak bench bench-scale up clean
+        fuzz-seeds fuzz test-fuzz test-tsan soak test-soak bench bench-scale up clean package
 
 all: build models
 
@@ -98,6 +98,11 @@ bench-scale: all
 
 up: all
 	$(BUILD)/imgcls up
+
+# The release tarball the AWS stack's instances unpack into /opt/imgcls (deploy/aws/README.md):
+# dist/imgcls-<version>-linux-x86_64.tar.gz; VERSION=1.2.0 make package names the version.
+package: all
+	@scripts/package.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(TSAN_BUILD)
