@@ -21,7 +21,8 @@
  *
  * Failures are classified once, here, so that no caller retries something that can never succeed:
  *   temporary  connection failures, timeouts, HTTP 5xx, 429 and the throttling error codes: retried
- *              AWS_MAX_ATTEMPTS times in all, with exponential backoff and full jitter; after that
+ *              AWS_MAX_ATTEMPTS times in all (timeouts AWS_MAX_TIMEOUTS), with exponential backoff and
+ *              full jitter; after that
  *              IMGCLS_EBACKEND (IMGCLS_EBUSY when throttled, IMGCLS_ETIMEDOUT when timed out).
  *   permanent  every other 4xx, returned at once: IMGCLS_ENOTFOUND for 404 and the not-found codes,
  *              IMGCLS_EINVAL for the validation codes, IMGCLS_ETOOBIG for 413 and too-large codes,
@@ -40,11 +41,13 @@
 
 typedef enum aws_service { AWS_SQS, AWS_S3, AWS_AUTOSCALING, AWS_CLOUDWATCH } aws_service;
 
-/* Tries per call, the first included. */
+/* Tries per call, the first included. A try that timed out is tried once more only: two timeouts in a
+ * row mean a dead endpoint, and the caller (a worker, the web tier) must hear so within seconds. */
 #define AWS_MAX_ATTEMPTS 5
+#define AWS_MAX_TIMEOUTS 2
 /* Default bounds of one try: connecting, and the whole exchange (a long poll adds its wait). */
 #define AWS_CONNECT_TIMEOUT_MS 3000L
-#define AWS_CALL_TIMEOUT_MS 15000L
+#define AWS_CALL_TIMEOUT_MS 10000L
 #define AWS_MAX_REGION 32
 #define AWS_MAX_URL 2048
 #define AWS_MAX_CODE 128

@@ -101,7 +101,9 @@ struct queue {
  *   that it exists with GetQueueUrl, IMGCLS_ENOTFOUND if not. Dead-lettering is the queue's redrive
  *   policy, so max_receives is SQS's maxReceiveCount, and a message keeps its receive count on the
  *   dead-letter queue. receive: wait_ms is rounded up to whole seconds (at most 20 per call, repeated up
- *   to wait_ms); visibility_s 0..43200. FIFO queues (".fifo") are IMGCLS_EUNSUPPORTED.
+ *   to wait_ms); visibility_s 0..43200. send takes text only (UTF-8, no control byte but tab, LF and CR:
+ *   SQS's character set; else IMGCLS_EINVAL), which every imgcls message is. FIFO queues (".fifo") are
+ *   IMGCLS_EUNSUPPORTED.
  *
  * fault:<inner-url>[#op=<op>&fail=<N>&times=<K>&code=<ENAME>]
  *   Wraps the queue <inner-url> and fails calls of <op> (send, receive, delete, change_visibility,

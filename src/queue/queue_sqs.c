@@ -8,6 +8,7 @@
 #include "queue/queue_sqs.h"
 
 #include "aws/aws.h"
+#include "common/filename.h"
 #include "queue/queue_backend.h"
 
 #include <jansson.h>
@@ -160,12 +161,28 @@ static int sqs_open(const char *url, queue **out, imgcls_errbuf *eb)
     return 0;
 }
 
-static int sqs_send(queue *qb, const void *body, size_t len)
+/* SQS carries text: UTF-8 of #x9 #xA #xD and #x20 up. Our messages are JSON, which is such text; the
+ * check turns anything else into a clear EINVAL here instead of an InvalidMessageContents from SQS. */
+static int body_check(sqs_queue *q, const void *body, size_t len)
 {
-    sqs_queue *q = (sqs_queue *)qb;
     if (len > QUEUE_MAX_BODY)
         return imgcls_fail(&q->base.err, IMGCLS_ETOOBIG, "%s: message of %zu bytes is over %zu", q->name, len,
                            QUEUE_MAX_BODY);
+    const unsigned char *p = body;
+    for (size_t i = 0; i < len; i++)
+        if (p[i] < 0x20 && p[i] != '\t' && p[i] != '\n' && p[i] != '\r')
+            return imgcls_fail(&q->base.err, IMGCLS_EINVAL, "%s: SQS carries text; byte %zu is a control byte", q->name, i);
+    if (!utf8_valid((const char *)body, len))
+        return imgcls_fail(&q->base.err, IMGCLS_EINVAL, "%s: SQS carries text; the message is not UTF-8", q->name);
+    return 0;
+}
+
+static int sqs_send(queue *qb, const void *body, size_t len)
+{
+    sqs_queue *q = (sqs_queue *)qb;
+    int rc = body_check(q, body, len);
+    if (rc)
+        return rc;
     return sqs_call(q, "SendMessage", json_pack("{s:s%}", "MessageBody", (const char *)body, len), 0, 0, NULL, NULL);
 }
 
@@ -365,6 +382,14 @@ static int sqs_send_batch(queue *qb, const void *const *bodies, const size_t *le
     if (n == 0 || n > QUEUE_MAX_BATCH || total > QUEUE_MAX_BODY)
         return imgcls_fail(&q->base.err, total > QUEUE_MAX_BODY ? IMGCLS_ETOOBIG : IMGCLS_EINVAL,
                            "%s: a batch is 1..%d entries of %zu bytes in all", q->name, QUEUE_MAX_BATCH, QUEUE_MAX_BODY);
+    for (size_t i = 0; i < n; i++) {
+        int rc = body_check(q, bodies[i], lens[i]);
+        if (rc) {
+            for (size_t j = 0; j < n; j++)
+                rcs[j] = rc;
+            return rc;
+        }
+    }
     json_t *entries = json_array();
     for (size_t i = 0; entries && i < n; i++) {
         char id[8];

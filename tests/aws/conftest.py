@@ -19,6 +19,12 @@ from pathlib import Path
 import pytest
 import requests
 
+REPO = Path(__file__).resolve().parents[2]
+# The same build directory as tests/conftest.py (this conftest shadows that module's name here).
+BUILD = Path(os.environ.get("IMGCLS_BUILD_DIR", REPO / "build"))
+if not BUILD.is_absolute():
+    BUILD = REPO / BUILD
+
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
 

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "aws_fixture.h"
 #include "queue/queue.h"
 #include "tmpdir.h"
 
@@ -27,6 +28,7 @@ typedef struct backend {
     const char *name;
     /* Writes the URL of queue `name` kept under dir, dead-lettering after max_receives. */
     void (*url)(const char *dir, const char *name, unsigned max_receives, char *out, size_t size);
+    bool text_only; /* bodies are text (SQS: UTF-8 without control characters); binary is IMGCLS_EINVAL */
 } backend;
 
 static void sqlite_url(const char *dir, const char *name, unsigned max_receives, char *out, size_t size)
@@ -41,9 +43,22 @@ static void fault_sqlite_url(const char *dir, const char *name, unsigned max_rec
     snprintf(out, size, "fault:sqlite://%s/imgcls.db?queue=%s&max_receives=%u", dir, name, max_receives);
 }
 
+/* SQS on moto: the queue is created here (open does not create SQS queues), named after the test's
+ * temporary directory so that no two tests share one. */
+static void sqs_url(const char *dir, const char *name, unsigned max_receives, char *out, size_t size)
+{
+    char qname[96];
+    aws_test_name(dir, name, qname, sizeof qname);
+    if (aws_test_create_queue(qname, max_receives, out, size))
+        snprintf(out, size, "sqs-queue-creation-failed");
+}
+
 static const backend backends[] = {
-    {"sqlite", sqlite_url},
-    {"fault(sqlite)", fault_sqlite_url},
+    {"sqlite", sqlite_url, false},
+    {"fault(sqlite)", fault_sqlite_url, false},
+};
+static const backend aws_backends[] = {
+    {"sqs (moto)", sqs_url, true},
 };
 
 typedef struct fixture {
@@ -278,8 +293,12 @@ static void t_body_limits(void **state)
     unsigned char *big = malloc(QUEUE_MAX_BODY + 1);
     assert_non_null(big);
     for (size_t i = 0; i <= QUEUE_MAX_BODY; i++)
-        big[i] = (unsigned char)(i * 7); /* binary, with NUL bytes */
+        big[i] = fx->be->text_only ? (unsigned char)('a' + i % 26) : (unsigned char)(i * 7); /* binary: NULs */
     assert_int_equal(queue_send(q, big, QUEUE_MAX_BODY + 1), IMGCLS_ETOOBIG);
+    if (fx->be->text_only) {
+        assert_int_equal(queue_send(q, "bin\0ary", 7), IMGCLS_EINVAL);
+        assert_int_equal(queue_send(q, "\xff\xfe", 2), IMGCLS_EINVAL);
+    }
     assert_depth(q, 0, 0);
     assert_int_equal(queue_send(q, big, QUEUE_MAX_BODY), 0);
     queue_msg m;
@@ -290,6 +309,40 @@ static void t_body_limits(void **state)
     assert_int_equal(queue_delete(q, m.receipt), 0);
     queue_msg_free(&m);
     free(big);
+    queue_close(q);
+}
+
+/* The batch forms: every entry's own result, and the same effect as one call per entry. */
+static void t_batches(void **state)
+{
+    fixture *fx = *state;
+    queue *q = open_q(fx, "batches", 5);
+    const void *bodies[3] = {"b0", "b1", "b2"};
+    size_t lens[3] = {2, 2, 2};
+    int rcs[QUEUE_MAX_BATCH] = {9, 9, 9};
+    assert_int_equal(queue_send_batch(q, bodies, lens, 3, rcs), 0);
+    assert_int_equal(rcs[0] | rcs[1] | rcs[2], 0);
+    assert_depth(q, 3, 0);
+    queue_msg m[QUEUE_MAX_BATCH];
+    size_t n = 0, got = 0;
+    const char *receipts[3];
+    char seen[3] = {0};
+    while (got < 3) {
+        assert_int_equal(queue_receive(q, 3, 1000, 30, m + got, &n), 0);
+        assert_true(n > 0);
+        got += n;
+    }
+    for (size_t i = 0; i < 3; i++) {
+        receipts[i] = m[i].receipt;
+        assert_true(m[i].len == 2 && m[i].body[0] == 'b' && m[i].body[1] >= '0' && m[i].body[1] <= '2');
+        seen[m[i].body[1] - '0'] = 1;
+    }
+    assert_true(seen[0] && seen[1] && seen[2]);
+    assert_int_equal(queue_delete_batch(q, receipts, 3, rcs), 0);
+    assert_int_equal(rcs[0] | rcs[1] | rcs[2], 0);
+    assert_depth(q, 0, 0);
+    for (size_t i = 0; i < 3; i++)
+        queue_msg_free(&m[i]);
     queue_close(q);
 }
 
@@ -525,7 +578,7 @@ static int run_backend(const backend *be)
         CONTRACT(t_visibility_timeout),  CONTRACT(t_change_visibility), CONTRACT(t_dead_letter),
         CONTRACT(t_depth),               CONTRACT(t_body_limits),     CONTRACT(t_delete_idempotent),
         CONTRACT(t_durable),             CONTRACT(t_long_poll_wakes), CONTRACT(t_many_processes),
-        CONTRACT(t_concurrent_open),
+        CONTRACT(t_concurrent_open),     CONTRACT(t_batches),
     };
 #undef CONTRACT
     print_message("queue backend: %s\n", be->name);
@@ -662,6 +715,13 @@ int main(void)
     int failed = 0;
     for (size_t i = 0; i < sizeof backends / sizeof *backends; i++)
         failed += run_backend(&backends[i]);
+    for (size_t i = 0; i < sizeof aws_backends / sizeof *aws_backends; i++) {
+        if (aws_test_enabled())
+            failed += run_backend(&aws_backends[i]);
+        else
+            print_message("queue backend %s: skipped here; tests/aws/test_contract_aws.py runs it against moto\n",
+                          aws_backends[i].name);
+    }
     const backend *be = &backends[0];
 #define WITH_DIR(f) cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, (void *)be)
     const struct CMUnitTest others[] = {
