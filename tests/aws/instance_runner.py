@@ -433,16 +433,20 @@ class Procs:
         self.tmp = Path(tmp)
         self.procs: dict[str, subprocess.Popen] = {}
 
-    def start(self, name: str, argv: list, env: dict) -> subprocess.Popen:
+    def start(self, name: str, argv: list, env: dict, stdout: bool = False) -> subprocess.Popen:
+        """stdout=True keeps the process's stdout apart, in tmp/NAME.out (see out()), from its log lines."""
         assert name not in self.procs, name
-        with open(self.tmp / f"{name}.log", "w") as log:
-            p = subprocess.Popen([str(a) for a in argv], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL)
+        with open(self.tmp / f"{name}.log", "w") as log, open(self.tmp / f"{name}.out", "w") as out:
+            p = subprocess.Popen([str(a) for a in argv], env=env, stdout=out if stdout else log,
+                                 stderr=subprocess.STDOUT if not stdout else log, stdin=subprocess.DEVNULL)
         self.procs[name] = p
         return p
 
     def log(self, name: str) -> str:
         return (self.tmp / f"{name}.log").read_text(errors="replace")
+
+    def out(self, name: str) -> str:
+        return (self.tmp / f"{name}.out").read_text(errors="replace")
 
     def alive(self, name: str) -> bool:
         return self.procs[name].poll() is None

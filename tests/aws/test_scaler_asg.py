@@ -74,7 +74,8 @@ def test_scaler_publishes_what_it_sees_to_cloudwatch(aws, imgcls, tmp_path):
     fill(aws, queue, 20)
     cw = aws.client("cloudwatch")
     with Procs(tmp_path) as p:
-        p.start("scaler", [imgcls, *scaler_args(queue, "--cloudwatch-namespace", NAMESPACE)], aws.env)
+        p.start("scaler", [imgcls, *scaler_args(queue, "--cloudwatch-namespace", NAMESPACE, "--cloudwatch-period-s", "1")],
+                aws.env)
         metrics = wait_for(lambda: cw.list_metrics(Namespace=NAMESPACE)["Metrics"], 30,
                            f"metrics in CloudWatch namespace {NAMESPACE}", check=lambda: p.assert_alive("scaler"))
         assert p.stop("scaler") == 0
