@@ -23,7 +23,7 @@ max_len() {
   case $1 in
     image) echo 65536 ;;
     model_file) echo 16384 ;;
-    message | web_upload) echo 8192 ;;
+    message | web_upload | aws_response) echo 8192 ;;
     exif | url | config) echo 2048 ;;
     *) echo 1024 ;;
   esac
