@@ -195,10 +195,24 @@ def test_a_burst_grows_the_group_is_answered_and_the_group_returns_to_its_minimu
                  check=lambda: (r.check(), p.assert_alive("web", "scaler")))
         assert "comp=scaler event=scale direction=in" in p.log("scaler")
         assert not r.failures(), "\n".join(r.failures())
+        # Nothing left behind or given up on: both queues and the dead-letter queue are empty, and the
+        # buckets hold the assignment's layout (input under the file name, "(name, label)" under the stem).
+        sqs, s3 = aws.client("sqs"), aws.client("s3")
+        for q in (req, resp, out["RequestDeadLetterQueueUrl"]):
+            a = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["All"])["Attributes"]
+            assert (a["ApproximateNumberOfMessages"], a["ApproximateNumberOfMessagesNotVisible"]) == ("0", "0"), q
+        for f in photo_files:
+            assert s3.get_object(Bucket=inb[5:], Key=f.name)["Body"].read() == f.read_bytes()
+            got = s3.get_object(Bucket=outb[5:], Key=f.stem)["Body"].read().decode()
+            assert got == f"({f.stem}, {labels[f.name]})", got
         # every worker that ran, ran as an EC2 instance does: identity and credentials from its IMDS
         for i in r.started():
             assert i.imds.token_issued() and i.imds.instance_id_fetched() and i.imds.credentials_fetched(), \
                 f"{i.id} did not get its identity and credentials from IMDSv2:\n{i.log_tail()}"
+        # and each request answered once: a second answer to one request would find nobody waiting
+        m = dict(ln.rsplit(" ", 1) for ln in requests.get(url + "metrics", timeout=10).text.splitlines()
+                 if ln and not ln.startswith("#"))
+        assert float(m["imgcls_http_responses_unmatched_total"]) == 0
         assert p.stop("scaler") == 0
         assert p.stop("web") == 0
     assert not r.failures(), "\n".join(r.failures())
