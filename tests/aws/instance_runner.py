@@ -236,8 +236,13 @@ class InstanceRunner:
             return out
 
     def check(self) -> None:
+        """Fails at once when the runner's thread failed or a worker crashed or would not stop. systemd
+        would restart a crashed worker (Restart=always); the runner does not, so a crash is seen here
+        rather than hidden behind a restart."""
         if self.error is not None:
             raise AssertionError(f"the instance runner failed: {self.error!r}") from self.error
+        bad = self.failures()
+        assert not bad, "\n".join(bad)
 
     def describe(self) -> str:
         with self._lock:
