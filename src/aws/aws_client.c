@@ -80,7 +80,7 @@ static int resolve_region(aws_client *c, const char *hint, imgcls_errbuf *eb)
                            ie.msg);
     if (!region_ok(r))
         return imgcls_fail(eb, IMGCLS_EINVAL, "AWS region '%.40s' is not a region name", r);
-    snprintf(c->region, sizeof c->region, "%s", r);
+    memcpy(c->region, r, strlen(r) + 1); /* region_ok: shorter than AWS_MAX_REGION */
     return 0;
 }
 

@@ -72,7 +72,7 @@ int fleet_asg_parse_url(const char *url, char group[ASG_MAX_GROUP], char instanc
     while ((r = url_param_next(&cur, key, sizeof key, val, sizeof val)) == 1) {
         unsigned long v;
         if (strcmp(key, "instance") == 0 && instance_ok(val)) {
-            snprintf(instance, ASG_MAX_INSTANCE, "%s", val);
+            memcpy(instance, val, strlen(val) + 1); /* instance_ok: at most 19 characters */
         } else if (strcmp(key, "protect_hold_s") == 0 && url_parse_ulong(val, 0, 3600, &v) == 0) {
             *hold_s = (unsigned)v;
         } else {
@@ -240,7 +240,7 @@ static int asg_report(fleet *fb, bool busy, uint32_t images, double busy_s)
             return imgcls_fail(&f->base.err, IMGCLS_EINVAL, "asg: this worker names no instance (no ?instance= and "
                                "none from IMDS: %.100s)", ie.msg[0] ? ie.msg : id);
         }
-        snprintf(f->instance, sizeof f->instance, "%s", id);
+        memcpy(f->instance, id, strlen(id) + 1); /* instance_ok: at most 19 characters */
     }
     if (busy) {
         f->idle_since_ms = 0;

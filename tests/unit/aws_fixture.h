@@ -78,7 +78,9 @@ static inline int aws_test_create_queue(const char *name, unsigned max_receives,
     if (!rc) {
         /* GetQueueAttributes answers {"Attributes":{"QueueArn":...}}: the ARN is one level down */
         aws_client *c = NULL;
-        char *body = json_dumps(json_pack("{s:s, s:[s]}", "QueueUrl", dlq_url, "AttributeNames", "QueueArn"), 0);
+        json_t *req = json_pack("{s:s, s:[s]}", "QueueUrl", dlq_url, "AttributeNames", "QueueArn");
+        char *body = json_dumps(req, 0);
+        json_decref(req);
         aws_response r;
         memset(&r, 0, sizeof r);
         rc = aws_client_open(AWS_SQS, NULL, &c, NULL);
