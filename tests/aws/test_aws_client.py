@@ -206,3 +206,40 @@ def test_silent_endpoint_times_out(cap, tmp_path):
     r = tool(env_creds(cap.endpoint, tmp_path), "fleet-set", "asg://g", "1", timeout=60)
     assert r.returncode == 1 and r.stderr.decode().startswith("ETIMEDOUT")
     assert len(cap.seen) == 2  # AWS_MAX_TIMEOUTS
+
+
+def test_instance_role_credentials_are_renewed_before_they_expire(cap, tmp_path):
+    # 120 s left is inside the five-minute margin: every call must fetch fresh ones first
+    with FakeImds(instance_id=INSTANCE, credential_lifetime_s=120) as imds:
+        env = base_env(cap.endpoint, tmp_path)
+        del env["AWS_EC2_METADATA_DISABLED"]
+        env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = imds.endpoint
+        r = tool(env, "queue-send", cap.endpoint + "/123456789012/requests", stdin=b"{}")  # two calls
+        assert r.returncode == 0, r.stderr.decode()
+        fetches = imds.seen("/latest/meta-data/iam/security-credentials/imgcls-worker")
+        assert len(fetches) >= 3  # at open, then before each of GetQueueUrl and SendMessage
+    with FakeImds(instance_id=INSTANCE) as imds:  # six hours: fetched once
+        env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = imds.endpoint
+        assert tool(env, "queue-send", cap.endpoint + "/123456789012/requests", stdin=b"{}").returncode == 0
+        assert len(imds.seen("/latest/meta-data/iam/security-credentials/imgcls-worker")) == 1
+    assert all(s.signature_ok for s in cap.seen)
+
+
+def test_s3_virtual_hosted_addressing(cap, tmp_path):
+    # curl resolves *.localhost to loopback itself, so a bucket host name needs no DNS here
+    port = cap.endpoint.rsplit(":", 1)[1]
+    env = env_creds(f"http://localhost:{port}", tmp_path)
+    r = tool(env, "store-put", "s3://imgcls-in?addressing=virtual", "a b+c.jpg", stdin=b"x")
+    assert r.returncode == 0, r.stderr.decode()
+    put = next(s for s in cap.seen if s.method == "PUT")
+    assert put.headers["Host"] == f"imgcls-in.localhost:{port}" and put.path == "/a%20b%2Bc.jpg"
+    assert put.signature_ok
+
+
+def test_per_service_endpoint_wins(cap, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    env = {**env_creds(f"http://127.0.0.1:{dead}", tmp_path), "AWS_ENDPOINT_URL_AUTO_SCALING": cap.endpoint}
+    assert tool(env, "fleet-set", "asg://g", "2").returncode == 0
+    assert cap.seen[-1].service == "autoscaling"
