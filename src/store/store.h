@@ -64,13 +64,15 @@ struct store {
 
 /* e.g. file:///var/lib/imgcls/in, s3://bucket. IMGCLS_EUNSUPPORTED for an unknown scheme.
  *
- * file://<dir>
- *   <dir> is everything after "file://", used as a path as it stands: absolute with a third slash
- *   (file:///var/lib/imgcls/in), relative to the working directory without one (file://imgcls-data/in).
- *   Created with its parents if missing. No query. A name key is one file directly in <dir>, its name
+ * file://<dir>[?sync=full|normal]
+ *   <dir> is everything after "file://" up to a '?', used as a path as it stands: absolute with a third
+ *   slash (file:///var/lib/imgcls/in), relative to the working directory without one
+ *   (file://imgcls-data/in). Created with its parents if missing. A name key is one file directly in <dir>, its name
  *   percent-encoded (store_file.c); a system key is a path below <dir>/.imgcls. A name whose encoded
- *   form is over NAME_MAX (255) bytes cannot be stored here: IMGCLS_EINVAL. Writes are atomic and
- *   durable (temporary file, fsync, rename, fsync of the directory).
+ *   form is over NAME_MAX (255) bytes cannot be stored here: IMGCLS_EINVAL. Writes are atomic
+ *   (temporary file, rename). Durability: sync=full (the default) fsyncs the file and the directory, so
+ *   a put that returned survives power loss; sync=normal leaves the fsyncs out, so it survives any
+ *   process crash but not a power loss (what `imgcls up` uses, matching its queues' sync=normal).
  *
  * s3://<bucket>[/<prefix>][?addressing=path|virtual]
  *   An S3 bucket (store_s3.c); objects are <prefix>/<key>, keys as they are (UTF-8, URI-encoded on the

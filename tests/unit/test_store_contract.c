@@ -29,6 +29,11 @@ static void file_url(const char *dir, char *out, size_t size)
     snprintf(out, size, "file://%s/bucket", dir);
 }
 
+static void file_normal_url(const char *dir, char *out, size_t size)
+{
+    snprintf(out, size, "file://%s/bucket?sync=normal", dir); /* no fsync: same behaviour short of power loss */
+}
+
 static void fault_file_url(const char *dir, char *out, size_t size)
 {
     snprintf(out, size, "fault:file://%s/bucket", dir); /* no rule: pass-through */
@@ -47,6 +52,7 @@ static void s3_url(const char *dir, char *out, size_t size)
 
 static const backend backends[] = {
     {"file", file_url},
+    {"file (sync=normal)", file_normal_url},
     {"fault(file)", fault_file_url},
 };
 static const backend aws_backends[] = {
@@ -356,6 +362,9 @@ static void t_open_errors(void **state)
         {"no scheme", IMGCLS_EINVAL},
         {"file://", IMGCLS_EINVAL},
         {"file://%s?x=1", IMGCLS_EINVAL},
+        {"file://%s.d?sync=sometimes", IMGCLS_EINVAL},
+        {"file://%s.d?sync=normal&x=1", IMGCLS_EINVAL},
+        {"file://%s.d#frag", IMGCLS_EINVAL},
         {"file://%s", IMGCLS_EINVAL},     /* a file, not a directory */
         {"file://%s/sub", IMGCLS_EINVAL}, /* below a file */
         {"fault:file://%s#op=nope", IMGCLS_EINVAL},
