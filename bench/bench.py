@@ -51,10 +51,15 @@ def median(xs):
     return statistics.median(xs)
 
 
-def c_bench(build: Path, mode: str, *args) -> list[float]:
+def c_bench(build: Path, mode: str, *args, env: dict | None = None) -> list[float]:
+    return c_bench_info(build, mode, *args, env=env)["ms"]
+
+
+def c_bench_info(build: Path, mode: str, *args, env: dict | None = None) -> dict:
+    """`imgcls bench` output: ms per iteration, and the runtime and ISA it ran on."""
     out = subprocess.run([build / "imgcls", "bench", mode, "--model", MODEL, *map(str, args)],
-                         check=True, capture_output=True, text=True).stdout
-    return json.loads(out)["ms"]
+                         check=True, capture_output=True, text=True, env={**os.environ, **(env or {})}).stdout
+    return json.loads(out)
 
 
 def ort_session(threads: int):
@@ -72,6 +77,13 @@ def time_calls(fn, iters: int, warmup: int = 5) -> list[float]:
     return ms
 
 
+# The network rows: each runtime of the engine against ONNX Runtime, interleaved in the same rounds.
+# "oneDNN, ISA capped to AVX2" stands in for an AVX2-only CPU (on one, it is the same as uncapped).
+NETWORK_SIDES = [("oneDNN", ["--runtime", "onednn"], {}),
+                 ("oneDNN, ISA capped to AVX2", ["--runtime", "onednn"], {"ONEDNN_MAX_CPU_ISA": "AVX2"}),
+                 ("native kernels", ["--runtime", "native"], {})]
+
+
 def bench_network(build: Path, iters: int, rounds: int) -> list[dict]:
     rows = []
     x = np.random.default_rng(0).standard_normal((1, 224, 224, 3), dtype=np.float32)
@@ -80,12 +92,21 @@ def bench_network(build: Path, iters: int, rounds: int) -> list[dict]:
         x.tofile(src)
         for threads in (1, 2):
             sess, xin = ort_session(threads), {"input": np.ascontiguousarray(x.transpose(0, 3, 1, 2))}
-            c, o = [], []
-            for _ in range(rounds):  # interleave, so a noisy moment hurts both sides alike
-                c += c_bench(build, "network", "--threads", threads, "--iters", iters, "--input", src)
+            c, isa, o = {name: [] for name, _, _ in NETWORK_SIDES}, {}, []
+            for _ in range(rounds):  # interleave, so a noisy moment hurts every side alike
+                for name, flags, env in NETWORK_SIDES:
+                    info = c_bench_info(build, "network", "--threads", threads, "--iters", iters, "--input", src,
+                                        *flags, env=env)
+                    c[name] += info["ms"]
+                    isa[name] = info["isa"]
                 o += time_calls(lambda: sess.run(None, xin), iters)
-            rows.append({"row": f"network, batch 1, {threads} thread(s)", "imgcls_ms": median(c),
-                         "other": "ONNX Runtime", "other_ms": median(o)})
+            for name, _, _ in NETWORK_SIDES:
+                rows.append({"row": f"network fp32, batch 1, {threads} thread(s), {name} ({isa[name]})",
+                             "imgcls_ms": median(c[name]), "other": "ONNX Runtime", "other_ms": median(o)})
+            dnn, nat = median(c["oneDNN"]), median(c["native kernels"])
+            rows.append({"row": f"network fp32, {threads} thread(s): oneDNN against the native kernels",
+                         "imgcls": f"{dnn:.2f} ms", "other": "native kernels", "other_v": f"{nat:.2f} ms",
+                         "ratio": f"{nat / dnn:.2f}x"})
     return rows
 
 

@@ -18,7 +18,7 @@
 #include <xnnpack.h>
 
 typedef struct bench_opts {
-    const char *model, *input;
+    const char *model, *input, *runtime;
     unsigned long threads, iters, warmup;
 } bench_opts;
 
@@ -26,9 +26,13 @@ static const char USAGE[] =
     "usage: imgcls bench network|pipeline|decode [options] [FILE...]\n\n"
     "Times the engine and prints JSON with per-iteration milliseconds. `make bench` drives it.";
 
-static void print_times(const char *mode, const double *ms, size_t n, unsigned long threads)
+static void print_times(const char *mode, const engine *e, const double *ms, size_t n, unsigned long threads)
 {
-    printf("{\"mode\":\"%s\",\"threads\":%lu,\"ms\":[", mode, threads);
+    network_info ni = {"none", "none", "fp32", (unsigned)threads}; /* decode mode opens no engine */
+    if (e)
+        engine_info(e, &ni);
+    printf("{\"mode\":\"%s\",\"threads\":%lu,\"runtime\":\"%s\",\"isa\":\"%s\",\"ms\":[", mode, threads,
+           ni.runtime, ni.isa);
     for (size_t i = 0; i < n; i++)
         printf("%s%.4f", i ? "," : "", ms[i]);
     printf("]}\n");
@@ -127,12 +131,14 @@ static int run_mode(const char *mode, const bench_opts *o, char **files, int nfi
     cfg.model_path = o->model;
     cfg.threads = (unsigned)o->threads;
     int rc = ms ? 0 : IMGCLS_ENOMEM;
+    if (!rc && network_runtime_parse(o->runtime, &cfg.runtime))
+        rc = imgcls_fail(eb, IMGCLS_EINVAL, "--runtime must be auto, onednn or native, not '%s'", o->runtime);
     if (!rc && !is_dec)
         rc = engine_open(&cfg, &e, eb);
     if (!rc)
         rc = is_net ? bench_network(e, o, ms, eb) : bench_files(e, o, files, nfiles, is_dec, ms, eb);
     if (!rc)
-        print_times(mode, ms, n, o->threads);
+        print_times(mode, e, ms, n, o->threads);
     engine_close(e);
     free(ms);
     return rc;
@@ -145,6 +151,9 @@ int cli_bench(int argc, char **argv)
         {"model", CONFIG_STR, NULL, "weight file", 0, 0, &o.model},
         {"input", CONFIG_STR, NULL, "network mode: raw float32 224x224x3 NHWC input", 0, 0, &o.input},
         {"threads", CONFIG_UINT, "1", "threads for the network", 1, 64, &o.threads},
+        {"runtime", CONFIG_STR, "auto",
+         "network runtime: onednn, native, or auto (the faster one measured: oneDNN; docs/engine.md)", 0, 0,
+         &o.runtime},
         {"iters", CONFIG_UINT, "50", "timed iterations", 1, 100000, &o.iters},
         {"warmup", CONFIG_UINT, "5", "untimed iterations first", 0, 100000, &o.warmup},
     };

@@ -1,7 +1,8 @@
 /* imgcls classify: classify image files from the command line.
  *
  *   dog.jpg          ->  dog:Samoyed                  (NAME:LABEL, NAME = file name without extension)
- *   --json           ->  {"file":"dog.jpg","label":"Samoyed","index":258,"prob":0.87,"top":[...],"ms":{...}}
+ *   --json           ->  {"file":"dog.jpg","label":"Samoyed","index":258,"prob":0.87,"top":[...],"ms":{...},
+ *                         "engine":{"runtime":"onednn","isa":"avx2","threads":1,"precision":"fp32"}}
  *
  * A file that cannot be read or decoded gets one line on stderr; the others still print, and the exit
  * status is 1 if any file failed. */
@@ -18,14 +19,14 @@
 #include <string.h>
 
 typedef struct classify_opts {
-    const char *model, *preprocess;
+    const char *model, *preprocess, *runtime;
     unsigned long top, threads, batch, max_bytes, max_pixels, max_image_mb;
     bool json;
 } classify_opts;
 
 static const char USAGE[] =
     "usage: imgcls classify [--model FILE] [--preprocess imagenet|reference] [--top K] [--threads N]\n"
-    "                       [--json] FILE...\n\n"
+    "                       [--runtime auto|onednn|native] [--json] FILE...\n\n"
     "Classifies each FILE (JPEG or PNG) with the ImageNet-1k network and prints NAME:LABEL per file,\n"
     "or one JSON object per line with --json.";
 
@@ -38,6 +39,9 @@ static size_t options(classify_opts *o, config_opt *t)
          &o->preprocess},
         {"top", CONFIG_UINT, "5", "classes listed in --json output", 1, ENGINE_MAX_TOP, &o->top},
         {"threads", CONFIG_UINT, "1", "threads for the network", 1, 64, &o->threads},
+        {"runtime", CONFIG_STR, "auto",
+         "network runtime: onednn, native, or auto (the faster one measured: oneDNN; docs/engine.md)", 0, 0,
+         &o->runtime},
         {"batch", CONFIG_UINT, "1", "images run through the network together", 1, 64, &o->batch},
         {"max-bytes", CONFIG_UINT, "20971520", "largest image file accepted, in bytes", 1, 1ul << 31,
          &o->max_bytes},
@@ -74,10 +78,15 @@ static void print_json(const engine *e, const char *path, const engine_result *r
         json_array_append_new(top, json_pack("{s:s, s:i, s:f}", "label", engine_label(e, r->top[i].index),
                                              "index", (json_int_t)r->top[i].index, "prob",
                                              (double)r->top[i].prob));
-    json_t *obj = json_pack("{s:s, s:s, s:i, s:f, s:o, s:{s:f, s:f}}", "file", base_name(path), "label",
-                            engine_label(e, r->top[0].index), "index", (json_int_t)r->top[0].index, "prob",
-                            (double)r->top[0].prob, "top", top, "ms", "decode", r->decode_ms, "infer",
-                            r->infer_ms);
+    network_info ni;
+    engine_info(e, &ni);
+    /* "engine" is one more key on each file's object, not a first line of its own: consumers that read
+     * one object per file keep working. */
+    json_t *obj = json_pack("{s:s, s:s, s:i, s:f, s:o, s:{s:f, s:f}, s:{s:s, s:s, s:i, s:s}}", "file",
+                            base_name(path), "label", engine_label(e, r->top[0].index), "index",
+                            (json_int_t)r->top[0].index, "prob", (double)r->top[0].prob, "top", top, "ms", "decode",
+                            r->decode_ms, "infer", r->infer_ms, "engine", "runtime", ni.runtime, "isa", ni.isa,
+                            "threads", (json_int_t)ni.threads, "precision", ni.precision);
     char *s = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
     if (s)
         printf("%s\n", s);
@@ -150,6 +159,11 @@ int cli_classify(int argc, char **argv)
     cfg.max_memory = (size_t)o.max_image_mb << 20;
     if (preprocess_mode_parse(o.preprocess, &cfg.mode)) {
         fprintf(stderr, "imgcls classify: --preprocess must be imagenet or reference, not '%s'\n", o.preprocess);
+        status = 2;
+        goto out;
+    }
+    if (network_runtime_parse(o.runtime, &cfg.runtime)) {
+        fprintf(stderr, "imgcls classify: --runtime must be auto, onednn or native, not '%s'\n", o.runtime);
         status = 2;
         goto out;
     }

@@ -22,6 +22,7 @@ void engine_config_default(engine_config *cfg)
 {
     cfg->model_path = NULL;
     cfg->threads = 1;
+    cfg->runtime = NETWORK_RUNTIME_AUTO;
     cfg->mode = PREPROCESS_IMAGENET;
     cfg->limits.max_bytes = IMAGE_DEFAULT_MAX_BYTES;
     cfg->limits.max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
@@ -53,7 +54,7 @@ int engine_open(const engine_config *cfg, engine **out, imgcls_errbuf *eb)
     int rc = model_file_open(e->cfg.model_path, &e->model, eb);
     if (rc)
         goto out;
-    rc = network_create(e->model, cfg->threads ? cfg->threads : 1, &e->net, eb);
+    rc = network_create(e->model, cfg->threads ? cfg->threads : 1, cfg->runtime, &e->net, eb);
     if (rc)
         goto out;
     *out = e;
@@ -76,6 +77,11 @@ void engine_close(engine *e)
 const model_file *engine_model(const engine *e)
 {
     return e->model;
+}
+
+void engine_info(const engine *e, network_info *out)
+{
+    network_get_info(e->net, out);
 }
 
 const char *engine_label(const engine *e, uint32_t index)

@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "engine/image.h"
 #include "engine/model_file.h"
+#include "engine/network.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -17,6 +18,7 @@
 typedef struct engine_config {
     const char *model_path; /* NULL: engine_default_model_path() */
     unsigned threads;       /* 1 = the caller's thread only */
+    network_runtime runtime; /* auto (network.c's rule), onednn or native */
     preprocess_mode mode;
     image_limits limits;
     /* The most memory one image may need: decoded pixels, the input tensor and the network's activations
@@ -33,7 +35,7 @@ typedef struct engine_config {
 /* Reference mode: the RGB pixels (3) and their float tensor (12) are alive together, 16 with a margin. */
 #define ENGINE_REFERENCE_BYTES_PER_PIXEL 16u
 
-/* The defaults: the built model, 1 thread, imagenet preprocessing, 20 MB / 40 MP limits, 1 GiB per image. */
+/* The defaults: the built model, 1 thread, runtime auto (or $IMGCLS_RUNTIME through the CLI's tables), imagenet preprocessing, 20 MB / 40 MP limits, 1 GiB per image. */
 void engine_config_default(engine_config *cfg);
 
 /* $IMGCLS_MODEL if set, else the model `make` builds (models/mobilenet_v2.imgw in the source tree). */
@@ -66,6 +68,8 @@ int engine_open(const engine_config *cfg, engine **out, imgcls_errbuf *eb);
 void engine_close(engine *e); /* accepts NULL */
 
 const model_file *engine_model(const engine *e);
+/* What the network runs on (network.h): runtime, ISA, threads, precision. */
+void engine_info(const engine *e, network_info *out);
 /* The label of a class index; "?" for an index out of range. */
 const char *engine_label(const engine *e, uint32_t index);
 

@@ -1,10 +1,14 @@
-/* The network: a model_file run layer by layer on XNNPACK operators and our AVX2+FMA GEMM (gemm.h).
+/* The network: a model_file run on one of two runtimes, chosen when it is created.
  *
- * Weights are packed once, by network_create. What depends on the input shape (batch, height, width) --
- * each activation's size and place in one arena -- is a plan, built on first use; the network keeps a
- * few (NETWORK_MAX_RUNTIMES), evicted least-recently-used: imagenet mode only ever needs (n, 224, 224);
- * reference mode sees the sizes of the images themselves. network.c says why it no longer uses an
- * XNNPACK subgraph. A network is used by one thread at a time; its own threads are internal. */
+ * - onednn (dnnl_net.h): oneDNN's JIT kernels for whatever ISA the CPU has, from AVX2 to AMX;
+ * - native (native_net.h): XNNPACK operators plus our own AVX2+FMA kernels.
+ * - auto: the rule in network.c, from the ISA oneDNN reports.
+ *
+ * Weights are packed (native) or reordered (oneDNN) once, by network_create. What depends on the input
+ * shape (batch, height, width) -- each activation's size and place in one arena, and for oneDNN the
+ * primitives -- is a plan, built on first use; the network keeps a few (NETWORK_MAX_RUNTIMES), evicted
+ * least-recently-used: imagenet mode only ever needs (n, 224, 224); reference mode sees the sizes of the
+ * images themselves. A network is used by one thread at a time; its own threads are internal. */
 #ifndef IMGCLS_ENGINE_NETWORK_H
 #define IMGCLS_ENGINE_NETWORK_H
 
@@ -17,20 +21,37 @@
 #define NETWORK_MAX_RUNTIMES 4
 #define NETWORK_MAX_BATCH 64
 
+typedef enum network_runtime { NETWORK_RUNTIME_AUTO, NETWORK_RUNTIME_ONEDNN, NETWORK_RUNTIME_NATIVE } network_runtime;
+
+/* "auto", "onednn" or "native" -> *out. Returns 0, or IMGCLS_EINVAL for anything else (NULL included). */
+int network_runtime_parse(const char *s, network_runtime *out);
+
+/* What a network runs on, for logs and --json: runtime "onednn" or "native"; isa, the ISA oneDNN's JIT
+ * uses ("avx2", "avx512_core", ...) or "avx2-native" / "scalar-native" for the native runtime;
+ * precision "fp32". The strings are static. */
+typedef struct network_info {
+    const char *runtime, *isa, *precision;
+    unsigned threads;
+} network_info;
+
 typedef struct network network;
 
 /* Prepares to run m (which must outlive the network) on `threads` threads (1 = the caller's thread
- * only): creates every layer's operator and packs its weights.
- * Builds no plan yet. Returns 0, IMGCLS_EBACKEND if XNNPACK cannot start on this CPU or refuses a
- * layer, or IMGCLS_ENOMEM. */
-int network_create(const model_file *m, unsigned threads, network **out, imgcls_errbuf *eb);
+ * only) with runtime rt: creates every layer's operator or primitive and packs its weights. With onednn
+ * or auto, a graph that oneDNN refuses runs whole on the native runtime instead, and the reason is
+ * logged (log_event, "engine"). Returns 0, IMGCLS_EBACKEND if no runtime can start on this CPU or
+ * refuses a layer, or IMGCLS_ENOMEM. */
+int network_create(const model_file *m, unsigned threads, network_runtime rt, network **out, imgcls_errbuf *eb);
 void network_destroy(network *n); /* accepts NULL */
+
+void network_get_info(const network *n, network_info *out);
 
 /* Builds (or finds) the plan for this shape now, so that the first run does not pay for it. */
 int network_prepare(network *n, size_t batch, uint32_t h, uint32_t w, imgcls_errbuf *eb);
 
 /* The bytes of activations and scratch a plan for this shape allocates, worked out without allocating
- * them (the engine's memory limit). Returns 0, or IMGCLS_EINVAL for a shape the network cannot take. */
+ * them (the engine's memory limit; an estimate on oneDNN, dnnl_net.h). Returns 0, or IMGCLS_EINVAL for
+ * a shape the network cannot take. */
 int network_plan_bytes(const network *n, size_t batch, uint32_t h, uint32_t w, size_t *bytes, imgcls_errbuf *eb);
 
 /* Frees every cached plan over max_bytes, so that one large image's activations do not stay allocated

@@ -26,7 +26,7 @@
 #define CLAIM_SWEEP_PERIOD_S 3600
 
 typedef struct worker_opts {
-    const char *queue_url, *in_url, *out_url, *model, *preprocess, *fleet_url;
+    const char *queue_url, *in_url, *out_url, *model, *preprocess, *fleet_url, *runtime;
     unsigned long batch, visibility, threads, wait_ms, max_image_mb, max_batch_s, claim_ttl;
 } worker_opts;
 
@@ -100,6 +100,9 @@ static size_t options(worker_opts *o, config_opt *t)
          43200, &o->max_batch_s},
         {"threads", CONFIG_UINT, "1", "threads for the network (the fleet scales by processes)", 1, 64,
          &o->threads},
+        {"runtime", CONFIG_STR, "auto",
+         "network runtime: onednn, native, or auto (the faster one measured: oneDNN; docs/engine.md)", 0, 0,
+         &o->runtime},
         {"wait-ms", CONFIG_UINT, "1000", "long-poll wait per receive, in ms (also bounds the exit delay)", 0,
          20000, &o->wait_ms},
         {"max-image-mb", CONFIG_UINT, "1024",
@@ -416,6 +419,8 @@ static int worker_open(worker *w, imgcls_errbuf *eb)
     int rc = preprocess_mode_parse(w->o.preprocess, &cfg.mode);
     if (rc)
         return imgcls_fail(eb, rc, "--preprocess must be imagenet or reference");
+    if ((rc = network_runtime_parse(w->o.runtime, &cfg.runtime)))
+        return imgcls_fail(eb, rc, "--runtime must be auto, onednn or native, not '%s'", w->o.runtime);
     if ((rc = engine_open(&cfg, &w->eng, eb)) || (rc = engine_warm_up(w->eng, eb)) ||
         (rc = queue_open(w->o.queue_url, &w->requests, eb)) || (rc = store_open(w->o.in_url, &w->in, eb)) ||
         (rc = store_open(w->o.out_url, &w->out, eb)) ||
@@ -466,7 +471,10 @@ int cli_worker(int argc, char **argv)
         status = 1;
         goto out;
     }
-    log_event("info", "worker", "started name=%s batch=%lu threads=%lu", w.name, w.o.batch, w.o.threads);
+    network_info ni;
+    engine_info(w.eng, &ni);
+    log_event("info", "worker", "started name=%s batch=%lu threads=%u runtime=%s isa=%s precision=%s", w.name,
+              w.o.batch, ni.threads, ni.runtime, ni.isa, ni.precision);
     report(&w, false, 0, 0); /* serving from now on */
     worker_loop(&w);
     log_event("info", "worker", "stopped name=%s", w.name);

@@ -2,7 +2,7 @@
 
 The reference graph is built by tools/model/onnx_ref.py from the *unfolded* layers of the same
 weights (Conv + BatchNormalization in NCHW), so a match checks the BatchNorm folding, the NHWC weight
-layouts, the weight file and the XNNPACK execution all at once. Inputs go to both sides byte for
+layouts, the weight file and the execution all at once, on each network runtime (oneDNN and native). Inputs go to both sides byte for
 byte: random tensors, and the C preprocessing's own output for the real photos.
 """
 
@@ -42,6 +42,12 @@ def mnv2_reference():
     return _onnx_session("mobilenet_v2", WEIGHTS)
 
 
+@pytest.fixture(params=["onednn", "native"])
+def engine_dump(request, engine_dump):
+    """Every comparison runs on both network runtimes, to the same tolerance: the tool and its flag."""
+    return [engine_dump, "--runtime", request.param]
+
+
 def _ort_logits(session, nhwc: np.ndarray) -> np.ndarray:
     return session.run(None, {"input": np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2))})[0]
 
@@ -50,7 +56,7 @@ def _c_logits(engine_dump, model, nhwc: np.ndarray, tmp_path: Path) -> np.ndarra
     n, h, w, _ = nhwc.shape
     src, out = tmp_path / "in.f32", tmp_path / "out.f32"
     nhwc.astype(np.float32).tofile(src)
-    subprocess.run([engine_dump, "--model", model, "--tensor", src, "--batch", str(n), "--height", str(h),
+    subprocess.run([*engine_dump, "--model", model, "--tensor", src, "--batch", str(n), "--height", str(h),
                     "--width", str(w), "--logits", out], check=True)
     return np.fromfile(out, np.float32).reshape(n, -1)
 
@@ -84,7 +90,7 @@ def test_other_input_size(engine_dump, model, mnv2_reference, tmp_path):
 def test_real_photo(engine_dump, model, mnv2_reference, photos, tmp_path, name, mode):
     path, expected = photos[name]
     tensor, logits = tmp_path / "t.f32", tmp_path / "l.f32"
-    out = subprocess.run([engine_dump, "--model", model, "--image", path, "--preprocess", mode,
+    out = subprocess.run([*engine_dump, "--model", model, "--image", path, "--preprocess", mode,
                           "--tensor-out", tensor, "--logits", logits],
                          check=True, capture_output=True, text=True).stdout
     h, w = map(int, out.split())

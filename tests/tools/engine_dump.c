@@ -15,7 +15,7 @@
 #include <xnnpack.h>
 
 typedef struct dump_opts {
-    const char *model, *tensor, *image, *preprocess, *tensor_out, *logits;
+    const char *model, *tensor, *image, *preprocess, *tensor_out, *logits, *runtime;
     unsigned long batch, height, width, threads;
 } dump_opts;
 
@@ -81,6 +81,7 @@ int main(int argc, char **argv)
         {"height", CONFIG_UINT, "224", "height of --tensor", 1, 4096, &o.height},
         {"width", CONFIG_UINT, "224", "width of --tensor", 1, 4096, &o.width},
         {"threads", CONFIG_UINT, "1", "threads", 1, 64, &o.threads},
+        {"runtime", CONFIG_STR, "auto", "auto, onednn or native", 0, 0, &o.runtime},
     };
     config_args args;
     imgcls_errbuf eb = {{0}};
@@ -93,6 +94,8 @@ int main(int argc, char **argv)
         rc = imgcls_fail(&eb, IMGCLS_EINVAL, "need --logits and exactly one of --tensor, --image");
     cfg.model_path = o.model;
     cfg.threads = (unsigned)o.threads;
+    if (!rc && network_runtime_parse(o.runtime, &cfg.runtime))
+        rc = imgcls_fail(&eb, IMGCLS_EINVAL, "--runtime must be auto, onednn or native");
     if (!rc)
         rc = engine_open(&cfg, &e, &eb);
     uint32_t h = (uint32_t)o.height, w = (uint32_t)o.width;
