@@ -44,8 +44,21 @@ static void handle_one(web_server *s, const queue_msg *m)
         web_metrics_unmatched(s->metrics);
         log_event("info", "web", "unmatched_response id=%s", loggable_id(resp.id));
     }
-    if (queue_delete(s->replies, m->receipt))
-        log_event("warn", "web", "reply_delete_failed msg=%s detail=\"%s\"", m->id, s->replies->err.msg);
+}
+
+/* Every answered response of a receive goes in one delete call (one SQLite transaction, one SQS
+ * DeleteMessageBatch), after all of them were answered. A failed delete only means the response comes
+ * again, and is then unmatched. */
+static void delete_all(web_server *s, const queue_msg *msgs, size_t n)
+{
+    const char *receipts[QUEUE_MAX_BATCH];
+    int rcs[QUEUE_MAX_BATCH];
+    for (size_t i = 0; i < n; i++)
+        receipts[i] = msgs[i].receipt;
+    queue_delete_batch(s->replies, receipts, n, rcs);
+    for (size_t i = 0; i < n; i++)
+        if (rcs[i])
+            log_event("warn", "web", "reply_delete_failed msg=%s detail=\"%s\"", msgs[i].id, s->replies->err.msg);
 }
 
 static void *dispatch_main(void *arg)
@@ -63,10 +76,12 @@ static void *dispatch_main(void *arg)
             struct timespec ts = {0, DISPATCH_BACKOFF_MS * 1000000L};
             nanosleep(&ts, NULL); /* a broken queue would otherwise spin */
         }
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n; i++)
             handle_one(s, &msgs[i]);
+        if (n)
+            delete_all(s, msgs, n);
+        for (size_t i = 0; i < n; i++)
             queue_msg_free(&msgs[i]);
-        }
         web_pending_expire(s->pending, clock_ms_i64(), on_expired, NULL);
     }
     atomic_store(&s->dispatcher_alive, false);
