@@ -1,5 +1,5 @@
-/* The classification engine: a weight file, an XNNPACK network and the image pipeline, behind one
- * handle. Load once (engine_open), then classify batches of 1..N encoded images.
+/* The classification engine: a weight file, a network (oneDNN or native, network.h) and the image
+ * pipeline, behind one handle. Load once (engine_open), then classify batches of 1..N encoded images.
  *
  * An engine is used by one thread at a time; its own threads (config.threads) are internal. */
 #ifndef IMGCLS_ENGINE_ENGINE_H
@@ -35,7 +35,8 @@ typedef struct engine_config {
 /* Reference mode: the RGB pixels (3) and their float tensor (12) are alive together, 16 with a margin. */
 #define ENGINE_REFERENCE_BYTES_PER_PIXEL 16u
 
-/* The defaults: the built model, 1 thread, runtime auto (or $IMGCLS_RUNTIME through the CLI's tables), imagenet preprocessing, 20 MB / 40 MP limits, 1 GiB per image. */
+/* The defaults: the built model, 1 thread, runtime auto, imagenet preprocessing, 20 MB / 40 MP limits,
+ * 1 GiB per image. */
 void engine_config_default(engine_config *cfg);
 
 /* $IMGCLS_MODEL if set, else the model `make` builds (models/mobilenet_v2.imgw in the source tree). */
