@@ -50,10 +50,22 @@ static const char *request_problem(const msg_request *r)
     return NULL;
 }
 
+/* engine becomes a Prometheus label value on the web tier: a whitelist, so it needs no escaping. */
+static bool engine_ok(const char *s)
+{
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_' || *s == '.' || *s == '/' ||
+              *s == '-'))
+            return false;
+    return true;
+}
+
 static const char *response_problem(const msg_response *r)
 {
     if (!msg_id_valid(r->id))
         return "id: not 32 lowercase hex characters";
+    if (!engine_ok(r->engine))
+        return "engine: not of [a-z0-9_./-]";
     if (r->file[0] && filename_problem(r->file, strlen(r->file)))
         return "file: not a valid file name";
     return NULL;
@@ -150,7 +162,7 @@ static int encode_result(json_t *o, const msg_response *r)
             return IMGCLS_EINVAL;
     }
     const msg_timing *t = &r->ms;
-    if (set_str(o, "worker", r->worker) ||
+    if (set_str(o, "worker", r->worker) || (r->engine[0] && set_str(o, "engine", r->engine)) ||
         json_object_set_new(o, "ms", json_pack("{s:f, s:f, s:f, s:f, s:f}", "queue", t->queue_ms, "fetch",
                                                t->fetch_ms, "decode", t->decode_ms, "infer", t->infer_ms,
                                                "total", t->total_ms)))
@@ -168,7 +180,8 @@ int msg_response_encode(const msg_response *r, imgcls_buf *out)
     }
     if (!field_ok(r->id, sizeof r->id, 1) || !field_ok(r->file, sizeof r->file, 0) ||
         !field_ok(r->error_code, sizeof r->error_code, 0) ||
-        !field_ok(r->error_message, sizeof r->error_message, 0) || response_problem(r) || set_str(o, "id", r->id) ||
+        !field_ok(r->error_message, sizeof r->error_message, 0) || !field_ok(r->engine, sizeof r->engine, 0) ||
+        response_problem(r) || set_str(o, "id", r->id) ||
         set_str(o, "file", r->file)) {
         rc = IMGCLS_EINVAL;
         goto out;
@@ -365,6 +378,8 @@ static int decode_result(json_t *root, msg_response *out, imgcls_errbuf *eb)
     if (strcmp(head.label, out->top[0].label) != 0 || head.index != out->top[0].index)
         return corrupt(eb, "label", "differs from top[0]");
     rc = get_str(root, "worker", "worker", out->worker, sizeof out->worker, 0, eb);
+    if (!rc && json_object_get(root, "engine")) /* optional: workers before it did not send it */
+        rc = get_str(root, "engine", "engine", out->engine, sizeof out->engine, 1, eb);
     json_t *ms = json_object_get(root, "ms");
     if (!rc && !json_is_object(ms))
         return corrupt(eb, "ms", ms ? "not an object" : "missing");

@@ -45,6 +45,8 @@ typedef struct msg_timing {
     double queue_ms, fetch_ms, decode_ms, infer_ms, total_ms;
 } msg_timing;
 
+#define MESSAGE_MAX_ENGINE 64
+
 typedef struct msg_response {
     char id[MESSAGE_MAX_ID];
     char file[MESSAGE_MAX_FILE];
@@ -52,6 +54,9 @@ typedef struct msg_response {
     msg_class top[MESSAGE_MAX_TOP]; /* top[0] is the answer */
     size_t ntop;
     char worker[64];
+    /* What the worker's network runs on, "runtime/isa/precision/threads" ("onednn/avx2/fp32/1"), of
+     * [a-z0-9_./-]; empty: not said (optional in the message, and it becomes a metrics label). */
+    char engine[MESSAGE_MAX_ENGINE];
     msg_timing ms;
     /* ... or an error: code is an IMGCLS_E* name ("EFORMAT"), message says what was wrong. */
     char error_code[32];

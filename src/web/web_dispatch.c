@@ -40,7 +40,10 @@ static void handle_one(web_server *s, const queue_msg *m)
     imgcls_errbuf eb = {{0}};
     if (msg_response_decode(m->body, m->len, &resp, &eb)) {
         log_event("warn", "web", "bad_response msg=%s detail=\"%s\"", m->id, eb.msg);
-    } else if (!web_pending_answer(s->pending, &resp, clock_ms_i64())) {
+        return;
+    }
+    web_metrics_engine(s->metrics, resp.engine);
+    if (!web_pending_answer(s->pending, &resp, clock_ms_i64())) {
         web_metrics_unmatched(s->metrics);
         log_event("info", "web", "unmatched_response id=%s", loggable_id(resp.id));
     }

@@ -6,7 +6,9 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Upper bounds in seconds. They reach --timeout's default (300 s) because a request that waits for a
  * scale-out is exactly the one worth seeing. */
@@ -27,6 +29,11 @@ struct web_metrics {
      * answers in a millisecond and would blur the throughput and latency of classifications. */
     web_hist upload;
     uint64_t unmatched;
+    /* Answers by the engine that computed them (message.h's engine string). Bounded, since a response
+     * is outside input: engines past WEB_MAX_ENGINES are counted under "other". */
+    char engines[WEB_MAX_ENGINES][MESSAGE_MAX_ENGINE];
+    uint64_t by_engine[WEB_MAX_ENGINES + 1];
+    size_t nengines;
 };
 
 int web_metrics_create(web_metrics **out)
@@ -49,6 +56,22 @@ void web_metrics_destroy(web_metrics *m)
         return;
     pthread_mutex_destroy(&m->mu);
     free(m);
+}
+
+void web_metrics_engine(web_metrics *m, const char *engine)
+{
+    if (!engine || !engine[0])
+        return;
+    pthread_mutex_lock(&m->mu);
+    size_t i = 0;
+    while (i < m->nengines && strcmp(m->engines[i], engine) != 0)
+        i++;
+    if (i == m->nengines && i < WEB_MAX_ENGINES) {
+        snprintf(m->engines[i], sizeof m->engines[i], "%s", engine);
+        m->nengines++;
+    }
+    m->by_engine[i]++; /* i == WEB_MAX_ENGINES: "other" */
+    pthread_mutex_unlock(&m->mu);
 }
 
 static void hist_observe(web_hist *h, double seconds)
@@ -118,6 +141,13 @@ static int render_http(web_metrics *m, imgcls_buf *out)
                         "matched.\n# TYPE imgcls_http_responses_unmatched_total counter\n"
                         "imgcls_http_responses_unmatched_total %" PRIu64 "\n",
                         m->unmatched);
+    if (!rc)
+        rc = buf_printf(out, "# HELP imgcls_answers_by_engine_total Worker answers by the engine that computed them "
+                             "(runtime/isa/precision/threads).\n# TYPE imgcls_answers_by_engine_total counter\n");
+    for (size_t i = 0; i <= WEB_MAX_ENGINES && !rc; i++)
+        if (i < m->nengines || (i == WEB_MAX_ENGINES && m->by_engine[i]))
+            rc = buf_printf(out, "imgcls_answers_by_engine_total{engine=\"%s\"} %" PRIu64 "\n",
+                            i < m->nengines ? m->engines[i] : "other", m->by_engine[i]);
     return rc;
 }
 

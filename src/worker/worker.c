@@ -45,6 +45,7 @@ typedef struct worker {
     reply_queue replies[REPLY_CACHE]; /* reply queues by URL, opened on first use */
     size_t next_reply;
     char name[64];
+    char engine[MESSAGE_MAX_ENGINE]; /* "runtime/isa/precision/threads", in every answer (message.h) */
     long long last_sweep_s;
 } worker;
 
@@ -183,6 +184,7 @@ static void prepare_item(worker *w, const queue_msg *m, item *it)
     snprintf(it->resp.id, sizeof it->resp.id, "%s", it->req.id);
     snprintf(it->resp.file, sizeof it->resp.file, "%s", it->req.file);
     snprintf(it->resp.worker, sizeof it->resp.worker, "%s", w->name);
+    memcpy(it->resp.engine, w->engine, sizeof it->resp.engine);
     if (!queue_url_is_sibling(w->o.queue_url, it->req.reply_to)) {
         /* as hopeless as an undecodable message: straight on towards the dead-letter queue */
         log_event("warn", "worker", "reply_to_refused id=%s reply_to=%s", it->req.id, it->req.reply_to);
@@ -473,6 +475,7 @@ int cli_worker(int argc, char **argv)
     }
     network_info ni;
     engine_info(w.eng, &ni);
+    snprintf(w.engine, sizeof w.engine, "%.16s/%.16s/%.8s/%u", ni.runtime, ni.isa, ni.precision, ni.threads);
     log_event("info", "worker", "started name=%s batch=%lu threads=%u runtime=%s isa=%s precision=%s", w.name,
               w.o.batch, ni.threads, ni.runtime, ni.isa, ni.precision);
     report(&w, false, 0, 0); /* serving from now on */

@@ -126,6 +126,23 @@ def test_buckets_hold_the_assignment_layout(system, images, expected):
         assert (system.data / "out" / path.stem).read_text() == f"({path.stem}, {expected[path.stem]})"
 
 
+def test_metrics_say_which_engine_answered(system, images, imgcls):
+    """/metrics counts answers by the engine that computed them, as the workers report it: the same
+    runtime, ISA and precision `imgcls classify --json` reports on this machine."""
+    info = json.loads(subprocess.run([imgcls, "classify", "--json", images[0]], capture_output=True, text=True,
+                                     check=True).stdout.splitlines()[0])["engine"]
+    engine = f'{info["runtime"]}/{info["isa"]}/{info["precision"]}/1'  # up's workers run 1 thread
+    before = requests.get(system.url + "metrics", timeout=10).text
+    def count(text):
+        line = next((x for x in text.splitlines() if x.startswith(f'imgcls_answers_by_engine_total{{engine="{engine}"}}')),
+                    None)
+        return int(line.split()[-1]) if line else 0
+    for path in images[:3]:
+        assert post(system.url, path).status_code == 200
+    after = requests.get(system.url + "metrics", timeout=10).text
+    assert count(after) == count(before) + 3, after
+
+
 def test_json_answer_and_stored_result(system, images, expected):
     r = post(system.url, images[3], headers={"Accept": "application/json"})
     assert r.status_code == 200

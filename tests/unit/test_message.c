@@ -173,6 +173,7 @@ static void response_round_trip(const msg_response *r)
     }
     if (!r->error_code[0]) {
         assert_string_equal(d.worker, r->worker);
+        assert_string_equal(d.engine, r->engine);
         assert_memory_equal(&d.ms, &r->ms, sizeof d.ms);
     }
     buf_free(&b);
@@ -189,6 +190,32 @@ static void t_response_result(void **state)
     r.top[0].index = UINT32_MAX;
     r.top[0].prob = 1;
     response_round_trip(&r);
+    copy(r.engine, sizeof r.engine, "onednn/avx512_core_amx/fp32/2");
+    response_round_trip(&r);
+}
+
+/* engine is optional, and becomes a metrics label: a whitelist both ways. */
+static void t_response_engine(void **state)
+{
+    (void)state;
+    msg_response r = base_response(1);
+    imgcls_buf b;
+    buf_init(&b, QUEUE_MAX_BODY);
+    assert_int_equal(msg_response_encode(&r, &b), 0);
+    assert_null(strstr((char *)b.data, "\"engine\"")); /* empty: not sent */
+    static const char *const bad[] = {"OneDNN", "onednn avx2", "x\"}", "a{b}", "caf\xc3\xa9"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        copy(r.engine, sizeof r.engine, bad[i]);
+        buf_reset(&b);
+        assert_int_equal(msg_response_encode(&r, &b), IMGCLS_EINVAL);
+    }
+    msg_response d;
+    const char *forged = "{\"v\":1,\"id\":\"42424242424242424242424242424242\",\"file\":\"a.jpg\",\"label\":\"x\","
+                         "\"index\":1,\"prob\":0.5,\"top\":[{\"label\":\"x\",\"index\":1,\"prob\":0.5}],"
+                         "\"worker\":\"w\",\"engine\":\"a\\\"} 1\\nevil{x=\\\"\",\"ms\":{\"queue\":0,\"fetch\":0,"
+                         "\"decode\":0,\"infer\":0,\"total\":0}}";
+    assert_int_equal(msg_response_decode((const unsigned char *)forged, strlen(forged), &d, NULL), IMGCLS_ECORRUPT);
+    buf_free(&b);
 }
 
 static void t_response_error(void **state)
@@ -445,6 +472,7 @@ int main(void)
         cmocka_unit_test(t_request_inline),       cmocka_unit_test(t_request_key),
         cmocka_unit_test(t_request_encode_refusals), cmocka_unit_test(t_response_result),
         cmocka_unit_test(t_response_error),       cmocka_unit_test(t_response_encode_refusals),
+        cmocka_unit_test(t_response_engine),
         cmocka_unit_test(t_bad_requests),         cmocka_unit_test(t_bad_responses),
         cmocka_unit_test(t_bad_generated),        cmocka_unit_test(t_forged_requests),
     };

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 static const char *render(web_metrics *m, const web_gauges *g, imgcls_buf *out)
@@ -69,10 +70,42 @@ static void test_counts_and_histogram(void **state)
     buf_free(&out);
 }
 
+/* Answers by engine: one series each, bounded (the strings come from messages), the rest as "other". */
+static void test_answers_by_engine(void **state)
+{
+    (void)state;
+    web_metrics *m = NULL;
+    imgcls_buf out;
+    buf_init(&out, 1 << 16);
+    assert_int_equal(web_metrics_create(&m), 0);
+    web_gauges g = {false, {0, 0}, 0, true};
+    web_metrics_engine(m, "onednn/avx2/fp32/1");
+    web_metrics_engine(m, "onednn/avx2/fp32/1");
+    web_metrics_engine(m, "native/avx2-native/fp32/1");
+    web_metrics_engine(m, ""); /* an answer that did not say */
+    const char *s = render(m, &g, &out);
+    assert_non_null(strstr(s, "# TYPE imgcls_answers_by_engine_total counter\n"));
+    assert_non_null(strstr(s, "imgcls_answers_by_engine_total{engine=\"onednn/avx2/fp32/1\"} 2\n"));
+    assert_non_null(strstr(s, "imgcls_answers_by_engine_total{engine=\"native/avx2-native/fp32/1\"} 1\n"));
+    assert_null(strstr(s, "engine=\"other\""));
+    for (int i = 0; i < 20; i++) {
+        char e[32];
+        snprintf(e, sizeof e, "x/y/fp32/%d", i);
+        web_metrics_engine(m, e);
+    }
+    s = render(m, &g, &out);
+    assert_non_null(strstr(s, "imgcls_answers_by_engine_total{engine=\"x/y/fp32/5\"} 1\n"));
+    assert_null(strstr(s, "engine=\"x/y/fp32/6\"")); /* 2 + 6 = WEB_MAX_ENGINES series */
+    assert_non_null(strstr(s, "imgcls_answers_by_engine_total{engine=\"other\"} 14\n"));
+    web_metrics_destroy(m);
+    buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts_and_histogram),
+        cmocka_unit_test(test_answers_by_engine),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
