@@ -76,6 +76,7 @@ typedef struct aws_request {
     const char *url;             /* absolute; NULL: the client's endpoint + "/" */
     const char *content_type;    /* NULL: none */
     const char *target;          /* X-Amz-Target for the JSON protocols, or NULL */
+    const char *header;          /* one more header line ("x-amz-copy-source: /b/k"), signed too, or NULL */
     const void *body;
     size_t len;
     size_t max_response;         /* 0: 1 MiB */

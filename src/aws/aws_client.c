@@ -242,6 +242,8 @@ static struct curl_slist *request_headers(const aws_client *c, const aws_request
         snprintf(line, sizeof line, "X-Amz-Target: %s", rq->target);
         h = curl_slist_append(h, line);
     }
+    if (h && rq->header)
+        h = curl_slist_append(h, rq->header);
     if (h && c->creds.token[0]) {
         snprintf(line, sizeof line, "X-Amz-Security-Token: %s", c->creds.token);
         h = curl_slist_append(h, line);

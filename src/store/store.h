@@ -55,6 +55,10 @@ struct store_ops {
      * that leaves this to the bucket itself (an S3 lifecycle rule) sets NULL here; store_expire then
      * returns 0 with *removed = 0. */
     int (*expire)(store *s, const char *prefix, long long now_s, long long max_age_s, size_t *removed);
+    /* Optional (NULL: store_put_copy puts). Makes dst hold src's value without the caller's bytes: the
+     * file store hard-links (one write of an image instead of two), S3 copies server-side (CopyObject).
+     * dst is replaced atomically, as by put; src is unchanged, and removing it later leaves dst. */
+    int (*link)(store *s, const char *src, const char *dst);
 };
 
 struct store {
@@ -123,6 +127,14 @@ static inline int store_exists(store *s, const char *key, bool *exists)
 static inline int store_del(store *s, const char *key)
 {
     return s->ops->del(s, key);
+}
+/* Stores data under dst, which src holds already (the web tier's named copy of a claim-checked image):
+ * by link when the backend has it, else -- or if the link fails -- by put. */
+static inline int store_put_copy(store *s, const char *src, const char *dst, const void *data, size_t len)
+{
+    if (s->ops->link && s->ops->link(s, src, dst) == 0)
+        return 0;
+    return s->ops->put(s, dst, data, len);
 }
 static inline int store_expire(store *s, const char *prefix, long long now_s, long long max_age_s,
                                size_t *removed)

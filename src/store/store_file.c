@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct file_store {
@@ -363,6 +364,44 @@ static int fsx_expire(store *sb, const char *prefix, long long now_s, long long 
     return rc;
 }
 
+/* A hard link under a temporary name, renamed over dst: dst then names src's file (inode) and survives
+ * src's removal; a later put of either key renames a new file over it and leaves the other alone. */
+static int fsx_link(store *sb, const char *src, const char *dst)
+{
+    file_store *s = (file_store *)sb;
+    char from[PATH_MAX], to[PATH_MAX], tmp[PATH_MAX];
+    int rc = fsx_path(s, src, from, sizeof from);
+    if (!rc)
+        rc = fsx_path(s, dst, to, sizeof to);
+    if (rc)
+        return rc;
+    size_t dirlen = (size_t)(strrchr(to, '/') - to);
+    rc = fsx_mkdirs(&sb->err, to, strlen(s->root) + 1, dirlen);
+    if (rc)
+        return rc;
+    tmp[0] = 0;
+    for (unsigned attempt = 0; attempt < 8 && !tmp[0]; attempt++) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        /* ".tmp-" like put's temporary files: a prefix no mapped key has */
+        snprintf(tmp, sizeof tmp, "%.*s/.tmp-link-%d-%ld-%u", (int)dirlen, to, (int)getpid(), ts.tv_nsec, attempt);
+        if (link(from, tmp) == 0)
+            break;
+        if (errno != EEXIST)
+            return fsx_errno(&sb->err, "link", from);
+        tmp[0] = 0;
+    }
+    if (!tmp[0])
+        return imgcls_fail(&sb->err, IMGCLS_EIO, "file: no free temporary name for a link in %.*s", (int)dirlen, to);
+    if (rename(tmp, to) != 0) {
+        rc = fsx_errno(&sb->err, "rename to", to);
+        unlink(tmp);
+        return rc;
+    }
+    to[dirlen] = 0;
+    return s->sync_full ? fsx_sync_dir(&sb->err, to) : 0;
+}
+
 const struct store_ops store_file_ops = {
     .scheme = "file",
     .open = fsx_open,
@@ -372,4 +411,5 @@ const struct store_ops store_file_ops = {
     .exists = fsx_exists,
     .del = fsx_del,
     .expire = fsx_expire,
+    .link = fsx_link,
 };

@@ -94,8 +94,8 @@ int store_s3_object_url(const char *endpoint, const char *bucket, const char *pr
 }
 
 /* One request on object key (NULL: the bucket). resp is the caller's to free. */
-static int s3_request(s3_store *s, const char *op, const char *method, const char *key, const void *body, size_t len,
-                      size_t max_response, aws_response *resp)
+static int s3_request_h(s3_store *s, const char *op, const char *method, const char *key, const void *body, size_t len,
+                        size_t max_response, const char *header, aws_response *resp)
 {
     char url[AWS_MAX_URL];
     memset(resp, 0, sizeof *resp);
@@ -104,7 +104,7 @@ static int s3_request(s3_store *s, const char *op, const char *method, const cha
     if (store_s3_object_url(aws_client_endpoint(s->c), s->bucket, s->prefix, key, s->virtual_host, url, sizeof url))
         return imgcls_fail(&s->base.err, IMGCLS_EINVAL, "s3: key too long for a URL");
     int rc = aws_call(s->c, &(aws_request){.op = op, .method = method, .url = url, .body = body, .len = len,
-                                           .content_type = body ? "application/octet-stream" : NULL,
+                                           .content_type = body ? "application/octet-stream" : NULL, .header = header,
                                            .max_response = max_response ? max_response : 64 * 1024,
                                            /* a 20 MB image on a slow link: a minute, not 15 s */
                                            .timeout_ms = 60000L},
@@ -112,6 +112,12 @@ static int s3_request(s3_store *s, const char *op, const char *method, const cha
     if (rc)
         imgcls_fail(&s->base.err, rc, "s3://%s: %s", s->bucket, aws_client_error(s->c));
     return rc;
+}
+
+static int s3_request(s3_store *s, const char *op, const char *method, const char *key, const void *body, size_t len,
+                      size_t max_response, aws_response *resp)
+{
+    return s3_request_h(s, op, method, key, body, len, max_response, NULL, resp);
 }
 
 static void s3_close(store *sb)
@@ -204,6 +210,25 @@ static int s3_del(store *sb, const char *key)
     return rc;
 }
 
+/* CopyObject: S3 copies server-side, so the web tier uploads a large image once, not twice. */
+static int s3_link(store *sb, const char *src, const char *dst)
+{
+    s3_store *s = (s3_store *)sb;
+    char full[STORE_MAX_KEY + S3_MAX_PREFIX + 2], enc[3 * sizeof full], hdr[sizeof enc + S3_MAX_BUCKET + 32];
+    int n = snprintf(full, sizeof full, "%s%s%s", s->prefix, s->prefix[0] ? "/" : "", src);
+    if (!store_key_valid(src) || n < 0 || (size_t)n >= sizeof full || aws_uri_encode(full, false, enc, sizeof enc))
+        return imgcls_fail(&sb->err, IMGCLS_EINVAL, "s3: '%.100s' is not a valid key", src);
+    snprintf(hdr, sizeof hdr, "x-amz-copy-source: /%s/%s", s->bucket, enc);
+    aws_response resp;
+    int rc = s3_request_h(s, "CopyObject", "PUT", dst, NULL, 0, 0, hdr, &resp);
+    /* S3 may fail a copy after it has answered 200: the error is then the body */
+    if (!rc && resp.body.data && strstr((const char *)resp.body.data, "<Error>"))
+        rc = imgcls_fail(&sb->err, IMGCLS_EBACKEND, "s3://%s: CopyObject %s -> %s failed inside a 200", s->bucket, src,
+                         dst);
+    aws_response_free(&resp);
+    return rc;
+}
+
 const struct store_ops store_s3_ops = {
     .scheme = "s3",
     .open = s3_open,
@@ -213,4 +238,5 @@ const struct store_ops store_s3_ops = {
     .exists = s3_exists,
     .del = s3_del,
     .expire = NULL, /* the lifecycle rule */
+    .link = s3_link,
 };

@@ -53,6 +53,7 @@ def test_every_backend_signs_as_botocore_does(cap, tmp_path):
     steps = [
         (["store-put", "s3://imgcls-in", name], b"\xff\xd8 jpeg bytes"),
         (["store-get", "s3://imgcls-in", ".imgcls/results/0123.json"], b""),
+        (["store-link", "s3://imgcls-in", ".imgcls/claims/0123", "my photo+1.jpg"], b""),  # CopyObject
         (["store-put", "s3://imgcls-in", ".imgcls/claims/0123"], bytes(range(256)) * 8192),  # 2 MiB: Expect?
         (["queue-send", cap.endpoint + "/123456789012/requests"], b'{"v":1,"file":"\xc3\xa9"}'),
         (["fleet-describe", "asg://stack-workers"], b""),
@@ -70,12 +71,15 @@ def test_every_backend_signs_as_botocore_does(cap, tmp_path):
         assert s.headers.get("X-Amz-Security-Token") == TOKEN and "x-amz-security-token" in s.signed_headers
     services = {s.service for s in cap.seen}
     assert services == {"s3", "sqs", "autoscaling", "monitoring"}
-    put = next(s for s in cap.seen if s.method == "PUT")
+    put = next(s for s in cap.seen if s.method == "PUT" and "x-amz-copy-source" not in s.headers)
     # path-style on an endpoint of our own, the key URI-encoded byte by byte, the payload hash signed
     assert put.path == "/imgcls-in/my%20dog%2B%C3%A9%25.jpg" and unquote(put.path.split("/")[2]) == name
     assert put.headers["x-amz-content-sha256"] == hashlib.sha256(b"\xff\xd8 jpeg bytes").hexdigest()
     assert "x-amz-content-sha256" in put.signed_headers
     assert any(s.method == "HEAD" and s.path == "/imgcls-in" for s in cap.seen)  # HeadBucket at open
+    copy = next(s for s in cap.seen if "x-amz-copy-source" in s.headers)
+    assert copy.method == "PUT" and copy.path == "/imgcls-in/my%20photo%2B1.jpg"
+    assert copy.headers["x-amz-copy-source"] == "/imgcls-in/.imgcls/claims/0123" and "x-amz-copy-source" in copy.signed_headers
     get = next(s for s in cap.seen if s.method == "GET")
     assert get.path == "/imgcls-in/.imgcls/results/0123.json"
     forms = [s.body.decode() for s in cap.seen if s.service == "autoscaling"]

@@ -3,6 +3,7 @@
  *
  *   aws_tool store-put URL KEY        standard input -> object KEY of bucket URL
  *   aws_tool store-get URL KEY        object -> standard output
+ *   aws_tool store-link URL SRC DST   the backend's link op (S3: CopyObject), no fallback
  *   aws_tool queue-send URL           standard input -> one message
  *   aws_tool fleet-describe URL       prints "running starting stopping busy desired"
  *   aws_tool fleet-set URL N          SetDesiredCapacity
@@ -36,7 +37,7 @@ static int fail(int rc, const char *detail)
     return 1;
 }
 
-static int store_cmd(const char *cmd, const char *url, const char *key)
+static int store_cmd(const char *cmd, const char *url, const char *key, const char *dst)
 {
     imgcls_errbuf eb = {{0}};
     store *s = NULL;
@@ -44,7 +45,10 @@ static int store_cmd(const char *cmd, const char *url, const char *key)
     if (rc)
         return fail(rc, eb.msg);
     imgcls_buf b;
-    if (strcmp(cmd, "store-put") == 0) {
+    buf_init(&b, 0);
+    if (strcmp(cmd, "store-link") == 0) {
+        rc = s->ops->link ? s->ops->link(s, key, dst) : IMGCLS_EUNSUPPORTED;
+    } else if (strcmp(cmd, "store-put") == 0) {
         rc = read_stdin(&b);
         if (!rc)
             rc = store_put(s, key, b.data ? b.data : (const unsigned char *)"", b.len);
@@ -118,7 +122,9 @@ int main(int argc, char **argv)
 {
     aws_global_init();
     if (argc == 4 && (strcmp(argv[1], "store-put") == 0 || strcmp(argv[1], "store-get") == 0))
-        return store_cmd(argv[1], argv[2], argv[3]);
+        return store_cmd(argv[1], argv[2], argv[3], NULL);
+    if (argc == 5 && strcmp(argv[1], "store-link") == 0)
+        return store_cmd(argv[1], argv[2], argv[3], argv[4]);
     if (argc == 3 && strcmp(argv[1], "queue-send") == 0)
         return queue_cmd(argv[2]);
     if (argc >= 3 && strncmp(argv[1], "fleet-", 6) == 0)

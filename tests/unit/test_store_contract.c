@@ -143,6 +143,39 @@ static void t_any_name(void **state)
     }
 }
 
+static void assert_stored(store *s, const char *key, const char *want)
+{
+    imgcls_buf b;
+    buf_init(&b, 64);
+    int rc = store_get(s, key, &b);
+    if (rc)
+        fail_msg("get '%s': %s (%s)", key, imgcls_err_name(rc), s->err.msg);
+    assert_int_equal(b.len, strlen(want));
+    assert_memory_equal(b.data, want, b.len);
+    buf_free(&b);
+}
+
+/* store_put_copy (a link where the backend has one): the name holds the claim's bytes, replaces an
+ * older value, and outlives the claim's removal; a later put of the name leaves the claim alone. */
+static void t_put_copy(void **state)
+{
+    fixture *fx = *state;
+    const char *claim = ".imgcls/claims/0123456789abcdef0123456789abcdef";
+    assert_int_equal(store_put(fx->s, "photo 1.jpg", "older", 5), 0);
+    assert_int_equal(store_put(fx->s, claim, "image-bytes", 11), 0);
+    assert_int_equal(store_put_copy(fx->s, claim, "photo 1.jpg", "image-bytes", 11), 0);
+    assert_stored(fx->s, "photo 1.jpg", "image-bytes");
+    assert_int_equal(store_put(fx->s, "photo 1.jpg", "newer", 5), 0);
+    assert_stored(fx->s, claim, "image-bytes");
+    assert_int_equal(store_put_copy(fx->s, claim, "photo 2.jpg", "image-bytes", 11), 0);
+    assert_int_equal(store_del(fx->s, claim), 0);
+    assert_stored(fx->s, "photo 2.jpg", "image-bytes");
+    assert_stored(fx->s, "photo 1.jpg", "newer");
+    /* a source that is gone: the bytes are put instead */
+    assert_int_equal(store_put_copy(fx->s, claim, "photo 3.jpg", "direct", 6), 0);
+    assert_stored(fx->s, "photo 3.jpg", "direct");
+}
+
 static void t_put_get_exists(void **state)
 {
     fixture *fx = *state;
@@ -312,6 +345,7 @@ static int run_backend(const backend *be)
         CONTRACT(t_put_get_exists), CONTRACT(t_system_keys), CONTRACT(t_names_and_system_keys_never_meet),
         CONTRACT(t_delete),         CONTRACT(t_overwrite),   CONTRACT(t_missing),
         CONTRACT(t_get_limit),      CONTRACT(t_bad_keys),    CONTRACT(t_any_name),
+        CONTRACT(t_put_copy),
     };
 #undef CONTRACT
     print_message("store backend: %s\n", be->name);
