@@ -29,6 +29,10 @@ typedef struct backend {
     /* Writes the URL of queue `name` kept under dir, dead-lettering after max_receives. */
     void (*url)(const char *dir, const char *name, unsigned max_receives, char *out, size_t size);
     bool text_only; /* bodies are text (SQS: UTF-8 without control characters); binary is IMGCLS_EINVAL */
+    /* May deliver a message twice to concurrent receivers within its visibility timeout. SQS standard
+     * queues say so ("at least once ... occasionally more than one copy"), and moto's ReceiveMessage
+     * does it under load; never lost either way. */
+    bool may_duplicate;
 } backend;
 
 static void sqlite_url(const char *dir, const char *name, unsigned max_receives, char *out, size_t size)
@@ -54,11 +58,11 @@ static void sqs_url(const char *dir, const char *name, unsigned max_receives, ch
 }
 
 static const backend backends[] = {
-    {"sqlite", sqlite_url, false},
-    {"fault(sqlite)", fault_sqlite_url, false},
+    {"sqlite", sqlite_url, false, false},
+    {"fault(sqlite)", fault_sqlite_url, false, false},
 };
 static const backend aws_backends[] = {
-    {"sqs (moto)", sqs_url, true},
+    {"sqs (moto)", sqs_url, true, true},
 };
 
 typedef struct fixture {
@@ -549,22 +553,24 @@ static void t_many_processes(void **state)
         assert_int_equal(waitpid(pids[k], &status, 0), pids[k]);
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     }
-    /* Every message exactly once: none lost, none delivered twice (visibility 60 s outlasts the test). */
+    /* Every message exactly once: none lost, none delivered twice (visibility 60 s outlasts the test);
+     * at least once where the backend may duplicate. */
     static unsigned char seen[CHILDREN][PER_CHILD];
     memset(seen, 0, sizeof seen);
-    size_t lines = 0;
+    size_t distinct = 0;
     for (char *p = text; *p;) {
         int k = -1, i = -1;
         assert_int_equal(sscanf(p, "c%d-%d", &k, &i), 2);
         assert_true(k >= 0 && k < CHILDREN && i >= 0 && i < PER_CHILD);
-        assert_int_equal(seen[k][i], 0);
+        if (!fx->be->may_duplicate)
+            assert_int_equal(seen[k][i], 0);
+        distinct += !seen[k][i];
         seen[k][i] = 1;
-        lines++;
         p = strchr(p, '\n');
         assert_non_null(p);
         p++;
     }
-    assert_int_equal(lines, CHILDREN * PER_CHILD);
+    assert_int_equal(distinct, CHILDREN * PER_CHILD);
     queue *q = open_q(fx, "many", 5);
     assert_depth(q, 0, 0);
     queue_close(q);
