@@ -100,7 +100,9 @@ struct queue {
  *   aws/aws.h. open does not create the queue (the deployment does: deploy/aws/template.yaml); it checks
  *   that it exists with GetQueueUrl, IMGCLS_ENOTFOUND if not. Dead-lettering is the queue's redrive
  *   policy, so max_receives is SQS's maxReceiveCount, and a message keeps its receive count on the
- *   dead-letter queue. receive: wait_ms is rounded up to whole seconds (at most 20 per call, repeated up
+ *   dead-letter queue. At least once: SQS may now and then hand one message to two receivers within its
+ *   visibility timeout (the worker then replays from the result record; the web tier drops the second
+ *   answer as unmatched). receive: wait_ms is rounded up to whole seconds (at most 20 per call, repeated up
  *   to wait_ms); visibility_s 0..43200. send takes text only (UTF-8, no control byte but tab, LF and CR:
  *   SQS's character set; else IMGCLS_EINVAL), which every imgcls message is. FIFO queues (".fifo") are
  *   IMGCLS_EUNSUPPORTED.
