@@ -573,18 +573,9 @@ out:
     return rc;
 }
 
-static int shape_ok(size_t batch, uint32_t h, uint32_t w, imgcls_errbuf *eb)
-{
-    if (batch == 0 || batch > NETWORK_MAX_BATCH || h < 32 || w < 32 || h > 16384 || w > 16384)
-        return imgcls_fail(eb, IMGCLS_EINVAL, "cannot run a batch of %zu images of %ux%u", batch, w, h);
-    return 0;
-}
-
 static int get_plan(dnnl_net *n, size_t batch, uint32_t h, uint32_t w, dnet_plan **out, imgcls_errbuf *eb)
 {
-    int rc = shape_ok(batch, h, w, eb);
-    if (rc)
-        return rc;
+    int rc;
     dnet_plan *victim = &n->plans[0];
     for (size_t i = 0; i < NETWORK_MAX_RUNTIMES; i++) {
         dnet_plan *p = &n->plans[i];
@@ -704,10 +695,10 @@ int dnnl_net_plan_bytes(const dnnl_net *n, size_t batch, uint32_t h, uint32_t w,
 {
     const model_file *m = n->m;
     *bytes = 0;
-    int rc = shape_ok(batch, h, w, eb);
-    size_t *hw = rc ? NULL : calloc(2 * (size_t)m->num_values, sizeof *hw), live = 0, most = 0;
-    if (rc || !hw)
-        return rc ? rc : IMGCLS_ENOMEM;
+    int rc = 0;
+    size_t *hw = calloc(2 * (size_t)m->num_values, sizeof *hw), live = 0, most = 0;
+    if (!hw)
+        return IMGCLS_ENOMEM;
     size_t *sz = hw + m->num_values, ih = h, iw = w;
     for (size_t i = 0; i < m->nlayers && !rc; i++) {
         const model_layer *L = &m->layers[i];

@@ -32,7 +32,8 @@ const char *dnnl_net_isa(void);
 int dnnl_net_create(const model_file *m, unsigned threads, dnnl_net **out, imgcls_errbuf *eb);
 void dnnl_net_destroy(dnnl_net *n); /* accepts NULL */
 
-/* As network_prepare, network_plan_bytes, network_trim and network_run (network.h). plan_bytes builds
+/* As network_prepare, network_plan_bytes, network_trim and network_run (network.h), on shapes network.c
+ * has checked already (batch 1..NETWORK_MAX_BATCH, sides 32..16384). plan_bytes builds
  * no primitive, so it estimates: every value in plain fp32 with channels rounded up to 16 (oneDNN's
  * widest blocking), first fit. */
 int dnnl_net_prepare(dnnl_net *n, size_t batch, uint32_t h, uint32_t w, imgcls_errbuf *eb);

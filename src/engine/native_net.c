@@ -440,27 +440,16 @@ static void plan_clear(plan *p)
     memset(p, 0, sizeof *p);
 }
 
-/* The shapes get_plan accepts. */
-static int shape_ok(size_t batch, uint32_t h, uint32_t w, imgcls_errbuf *eb)
-{
-    if (batch == 0 || batch > NETWORK_MAX_BATCH || h < 32 || w < 32 || h > 16384 || w > 16384)
-        return imgcls_fail(eb, IMGCLS_EINVAL, "cannot run a batch of %zu images of %ux%u", batch, w, h);
-    return 0;
-}
-
 int native_net_plan_bytes(const native_net *n, size_t batch, uint32_t h, uint32_t w, size_t *bytes,
                           imgcls_errbuf *eb)
 {
     size_t total = 0;
     *bytes = 0;
-    int rc = shape_ok(batch, h, w, eb);
-    if (rc)
-        return rc;
     value_plan *vals = calloc(n->m->num_values, sizeof *vals);
     if (!vals)
         return IMGCLS_ENOMEM;
     vals[0] = (value_plan){.h = h, .w = w, .c = 3};
-    rc = plan_values(n, vals, batch, &total, eb);
+    int rc = plan_values(n, vals, batch, &total, eb);
     if (!rc)
         *bytes = (total + plan_scratch(n, vals, batch)) * sizeof(float);
     free(vals);
@@ -634,9 +623,7 @@ static int run_layers(native_net *n, const run_ctx *r, imgcls_errbuf *eb)
 /* Finds the plan for a shape, building it in the least recently used slot if needed. */
 static int get_plan(native_net *n, size_t batch, uint32_t h, uint32_t w, plan **out, imgcls_errbuf *eb)
 {
-    int rc = shape_ok(batch, h, w, eb);
-    if (rc)
-        return rc;
+    int rc;
     plan *victim = &n->plans[0];
     for (size_t i = 0; i < NETWORK_MAX_RUNTIMES; i++) {
         plan *p = &n->plans[i];

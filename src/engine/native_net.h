@@ -26,11 +26,13 @@ typedef struct native_net native_net;
 int native_net_create(const model_file *m, unsigned threads, native_net **out, imgcls_errbuf *eb);
 void native_net_destroy(native_net *n); /* accepts NULL */
 
-/* Builds (or finds) the plan for this shape now, so that the first run does not pay for it. */
+/* Every shape passed below is one network.c has checked (batch 1..NETWORK_MAX_BATCH, sides 32..16384).
+ *
+ * Builds (or finds) the plan for this shape now, so that the first run does not pay for it. */
 int native_net_prepare(native_net *n, size_t batch, uint32_t h, uint32_t w, imgcls_errbuf *eb);
 
 /* The bytes of activations and scratch a plan for this shape allocates, worked out without allocating
- * them (the engine's memory limit). Returns 0, or IMGCLS_EINVAL for a shape the network cannot take. */
+ * them (the engine's memory limit). Returns 0, or IMGCLS_EINVAL for a shape the graph cannot take. */
 int native_net_plan_bytes(const native_net *n, size_t batch, uint32_t h, uint32_t w, size_t *bytes,
                           imgcls_errbuf *eb);
 
@@ -39,9 +41,8 @@ int native_net_plan_bytes(const native_net *n, size_t batch, uint32_t h, uint32_
 void native_net_trim(native_net *n, size_t max_bytes);
 
 /* Runs a batch: input is batch x h x w x 3 floats (NHWC) with XNN_EXTRA_BYTES of slack after it;
- * logits receives batch x num_classes floats. Returns 0, IMGCLS_EINVAL for a shape the network
- * cannot take (batch 0 or > NETWORK_MAX_BATCH, a side under 32), IMGCLS_ENOMEM (a new shape's
- * activations), or IMGCLS_EBACKEND. */
+ * logits receives batch x num_classes floats. Returns 0, IMGCLS_EINVAL for a shape the graph cannot
+ * take, IMGCLS_ENOMEM (a new shape's activations), or IMGCLS_EBACKEND. */
 int native_net_run(native_net *n, const float *input, size_t batch, uint32_t h, uint32_t w, float *logits,
                    imgcls_errbuf *eb);
 

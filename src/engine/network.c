@@ -93,13 +93,28 @@ void network_get_info(const network *n, network_info *out)
     out->threads = n->threads;
 }
 
+/* The shapes either runtime takes, checked here once for both: batch 1..NETWORK_MAX_BATCH, sides 32..16384. */
+static int shape_ok(size_t batch, uint32_t h, uint32_t w, imgcls_errbuf *eb)
+{
+    if (batch == 0 || batch > NETWORK_MAX_BATCH || h < 32 || w < 32 || h > 16384 || w > 16384)
+        return imgcls_fail(eb, IMGCLS_EINVAL, "cannot run a batch of %zu images of %ux%u", batch, w, h);
+    return 0;
+}
+
 int network_prepare(network *n, size_t batch, uint32_t h, uint32_t w, imgcls_errbuf *eb)
 {
+    int rc = shape_ok(batch, h, w, eb);
+    if (rc)
+        return rc;
     return n->dnnl ? dnnl_net_prepare(n->dnnl, batch, h, w, eb) : native_net_prepare(n->native, batch, h, w, eb);
 }
 
 int network_plan_bytes(const network *n, size_t batch, uint32_t h, uint32_t w, size_t *bytes, imgcls_errbuf *eb)
 {
+    *bytes = 0;
+    int rc = shape_ok(batch, h, w, eb);
+    if (rc)
+        return rc;
     return n->dnnl ? dnnl_net_plan_bytes(n->dnnl, batch, h, w, bytes, eb)
                    : native_net_plan_bytes(n->native, batch, h, w, bytes, eb);
 }
@@ -115,6 +130,9 @@ void network_trim(network *n, size_t max_bytes)
 int network_run(network *n, const float *input, size_t batch, uint32_t h, uint32_t w, float *logits,
                 imgcls_errbuf *eb)
 {
+    int rc = shape_ok(batch, h, w, eb);
+    if (rc)
+        return rc;
     return n->dnnl ? dnnl_net_run(n->dnnl, input, batch, h, w, logits, eb)
                    : native_net_run(n->native, input, batch, h, w, logits, eb);
 }
