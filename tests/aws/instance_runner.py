@@ -520,13 +520,3 @@ def classify_labels(imgcls: Path, paths: list[Path]) -> dict[str, str]:
     r = subprocess.run([str(imgcls), "classify", "--json", *map(str, paths)], capture_output=True, text=True,
                        check=True, env={k: v for k, v in os.environ.items() if not k.startswith("IMGCLS_")})
     return {j["file"]: j["label"] for j in map(json.loads, r.stdout.splitlines())}
-
-
-def free_port() -> int:
-    # Here rather than imported from a conftest: two conftest.py files (tests/ and tests/aws/) share the
-    # module name, so `from conftest import` would depend on which pytest loaded last.
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

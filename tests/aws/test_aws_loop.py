@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from conftest import free_port
 from fake_imds import FakeImds
-from instance_runner import (InstanceRunner, Procs, classify_labels, free_port, group, group_instances,
+from instance_runner import (InstanceRunner, Procs, classify_labels, group, group_instances,
                              make_group, parse_user_data, photo_folder, user_data, wait_for)
 
 GROUP = "imgcls-workers"

@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from conftest import free_port
 from fake_imds import FakeImds
-from instance_runner import (_NOT_ON_AN_INSTANCE, Procs, classify_labels, free_port, group, group_instances,
+from instance_runner import (_NOT_ON_AN_INSTANCE, Procs, classify_labels, group, group_instances,
                              make_group, photo_folder, wait_for)
 
 GROUP = "workers"
