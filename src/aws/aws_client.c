@@ -227,7 +227,8 @@ static void sha256_hex(const void *data, size_t len, char out[65])
         snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
-static struct curl_slist *request_headers(const aws_client *c, const aws_request *rq)
+/* payload_hash: S3's x-amz-content-sha256 value, or NULL for the other services. */
+static struct curl_slist *request_headers(const aws_client *c, const aws_request *rq, const char *payload_hash)
 {
     char line[AWS_MAX_TOKEN + 64];
     /* Every header given here is signed by curl, an emptied one too: so no "Expect:" to suppress
@@ -248,10 +249,8 @@ static struct curl_slist *request_headers(const aws_client *c, const aws_request
         snprintf(line, sizeof line, "X-Amz-Security-Token: %s", c->creds.token);
         h = curl_slist_append(h, line);
     }
-    if (h && c->service == AWS_S3) {
-        char hash[65];
-        sha256_hex(rq->body ? rq->body : "", rq->len, hash);
-        snprintf(line, sizeof line, "x-amz-content-sha256: %s", hash);
+    if (h && payload_hash) {
+        snprintf(line, sizeof line, "x-amz-content-sha256: %s", payload_hash);
         h = curl_slist_append(h, line);
     }
     return h;
@@ -343,9 +342,12 @@ int aws_call(aws_client *c, const aws_request *rq, aws_response *resp)
     CURLcode cc = CURLE_OK;
     int rc = 0;
     unsigned timeouts = 0;
+    char hash[65] = "";
+    if (c->service == AWS_S3) /* once, not once a try: a large image is hashed once */
+        sha256_hex(rq->body ? rq->body : "", rq->len, hash);
     for (unsigned attempt = 1; attempt <= AWS_MAX_ATTEMPTS; attempt++) {
         refresh_creds(c);
-        struct curl_slist *hdrs = request_headers(c, rq);
+        struct curl_slist *hdrs = request_headers(c, rq, c->service == AWS_S3 ? hash : NULL);
         if (!hdrs)
             return imgcls_fail(&c->err, IMGCLS_ENOMEM, "%s: out of memory", rq->op);
         cc = one_try(c, rq, hdrs, resp);

@@ -45,12 +45,16 @@ static int from_file(aws_creds *c, char *where, size_t wsz, imgcls_errbuf *eb)
 {
     char path[1024];
     const char *file = getenv("AWS_SHARED_CREDENTIALS_FILE"), *home = getenv("HOME");
+    int n;
     if (file && *file)
-        snprintf(path, sizeof path, "%s", file);
+        n = snprintf(path, sizeof path, "%s", file);
     else if (home && *home)
-        snprintf(path, sizeof path, "%s/.aws/credentials", home);
+        n = snprintf(path, sizeof path, "%s/.aws/credentials", home);
     else
         return IMGCLS_ENOTFOUND;
+    if (n < 0 || (size_t)n >= sizeof path) /* a cut path would name another file */
+        return imgcls_fail(eb, IMGCLS_EINVAL, "credentials: the credentials file's path is over %zu bytes",
+                           sizeof path - 1);
     const char *profile = getenv("AWS_PROFILE");
     if (!profile || !*profile)
         profile = "default";

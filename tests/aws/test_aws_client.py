@@ -140,6 +140,10 @@ def test_no_credentials_is_a_clear_error(cap, tmp_path):
     assert r.returncode == 1
     err = r.stderr.decode()
     assert "no AWS credentials" in err and "AWS_ACCESS_KEY_ID" in err and "IMDS" in err
+    # a path too long to hold is refused, never cut short into the name of another file
+    r = tool({**base_env(cap.endpoint, tmp_path), "AWS_SHARED_CREDENTIALS_FILE": "/tmp/" + "x" * 1100},
+             "fleet-set", "asg://g", "1")
+    assert r.returncode == 1 and "over 1023 bytes" in r.stderr.decode()
     assert cap.seen == []
 
 
