@@ -14,7 +14,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
-#include <unistd.h>
 
 /* Every waiting request holds its connection (suspended), so the limit is on waiting clients, not on
  * threads. It is kept below the file limit (raised to the hard limit by web_cli.c), leaving room for
@@ -222,7 +221,7 @@ static int start_mhd(web_server *s, imgcls_errbuf *eb)
     if (rc)
         return rc;
     /* epoll, with MHD's own threads; ALLOW_SUSPEND_RESUME also gives the inter-thread channel that
-     * MHD_resume_connection and MHD_quiesce_daemon need. */
+     * MHD_resume_connection needs. */
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (v6)
         flags |= MHD_USE_IPv6;
@@ -278,12 +277,12 @@ static size_t wait_idle(web_server *s, int timeout_ms)
 
 bool web_server_stop(web_server *s)
 {
+    /* No MHD_quiesce_daemon: on an epoll daemon with its own threads it races MHD's event loop for
+     * the listen socket's removal from the epoll set, and the loser calls MHD_PANIC (libmicrohttpd
+     * 0.9.75; the abort was seen under TSan in CI). The listen socket stays open until
+     * MHD_stop_daemon instead; a request that arrives meanwhile gets 503 "shutting down" from the
+     * closed pending table. */
     atomic_store(&s->stopping, true);
-    if (s->mhd) {
-        MHD_socket ls = MHD_quiesce_daemon(s->mhd);
-        if (ls != MHD_INVALID_SOCKET)
-            close(ls);
-    }
     size_t n = s->pending ? web_pending_shutdown(s->pending, clock_ms_i64()) : 0;
     log_event("info", "web", "stopping waiting=%zu", n);
     web_dispatch_stop(s);

@@ -500,7 +500,7 @@ def test_more_than_max_waiting_gets_503_and_shutdown_answers_the_waiting(stack, 
     wait_for(lambda: _waiting(stack) == 2, "two requests to wait")
     r = post_file(stack.url, p)
     assert r.status_code == 503 and "overloaded" in r.text
-    assert stack.stop_web(signal.SIGTERM) == 0
+    assert stack.stop_web(signal.SIGTERM) == 0, stack.log()
     for t in threads:
         t.join(timeout=WAIT_S)
     for i in range(2):
