@@ -12,6 +12,9 @@ APT_PACKAGES=(
   libdnnl-dev   # oneDNN 2.6, the network runtime (src/engine/dnnl_net.c); brings libgomp
   libxml2-dev   # AWS XML responses (S3, Auto Scaling, CloudWatch): src/aws/aws_xml.c
   darknet   # ships data/dog.jpg and data/eagle.jpg, real photos for the tests
+  # photographs for the held-out set int8 and bf16 are checked on (tools/model/photos.py); calibration
+  # uses scikit-image's and matplotlib's, so no photo is in both
+  mate-backgrounds lomiri-wallpapers-16.04
   # headless browser for tests/e2e/test_dashboard.py, which renders GET /dashboard and reads the DOM
   # its script builds from /metrics (the test skips, saying so, without it)
   chromium

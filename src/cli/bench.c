@@ -19,7 +19,7 @@
 #include <xnnpack.h>
 
 typedef struct bench_opts {
-    const char *model, *input, *runtime;
+    const char *model, *input, *runtime, *precision;
     unsigned long threads, iters, warmup;
 } bench_opts;
 
@@ -32,11 +32,12 @@ static const char USAGE[] =
 static void print_times(const char *mode, const engine *e, const double *ms, size_t n, unsigned long threads,
                         double cpu_ms)
 {
-    network_info ni = {"none", "none", "fp32", (unsigned)threads}; /* decode mode opens no engine */
+    network_info ni = {"none", "none", "none", (unsigned)threads}; /* decode mode opens no engine */
     if (e)
         engine_info(e, &ni);
-    printf("{\"mode\":\"%s\",\"threads\":%lu,\"runtime\":\"%s\",\"isa\":\"%s\",\"cpu_ms\":%.4f,\"ms\":[", mode,
-           threads, ni.runtime, ni.isa, cpu_ms);
+    printf("{\"mode\":\"%s\",\"threads\":%lu,\"runtime\":\"%s\",\"isa\":\"%s\",\"precision\":\"%s\","
+           "\"cpu_ms\":%.4f,\"ms\":[",
+           mode, threads, ni.runtime, ni.isa, ni.precision, cpu_ms);
     for (size_t i = 0; i < n; i++)
         printf("%s%.4f", i ? "," : "", ms[i]);
     printf("]}\n");
@@ -137,6 +138,8 @@ static int run_mode(const char *mode, const bench_opts *o, char **files, int nfi
     int rc = ms ? 0 : IMGCLS_ENOMEM;
     if (!rc && network_runtime_parse(o->runtime, &cfg.runtime))
         rc = imgcls_fail(eb, IMGCLS_EINVAL, "--runtime must be auto, onednn or native, not '%s'", o->runtime);
+    if (!rc && network_precision_parse(o->precision, &cfg.precision))
+        rc = imgcls_fail(eb, IMGCLS_EINVAL, "--precision must be fp32, bf16 or int8, not '%s'", o->precision);
     if (!rc && !is_dec)
         rc = engine_open(&cfg, &e, eb);
     struct timespec c0, c1;
@@ -163,6 +166,7 @@ int cli_bench(int argc, char **argv)
         {"runtime", CONFIG_STR, "auto",
          "network runtime: onednn, native, or auto (the faster one measured: oneDNN; docs/engine.md)", 0, 0,
          &o.runtime},
+        {"precision", CONFIG_STR, "fp32", ENGINE_PRECISION_HELP, 0, 0, &o.precision},
         {"iters", CONFIG_UINT, "50", "timed iterations", 1, 100000, &o.iters},
         {"warmup", CONFIG_UINT, "5", "untimed iterations first", 0, 100000, &o.warmup},
     };

@@ -19,14 +19,14 @@
 #include <string.h>
 
 typedef struct classify_opts {
-    const char *model, *preprocess, *runtime;
+    const char *model, *preprocess, *runtime, *precision;
     unsigned long top, threads, batch, max_bytes, max_pixels, max_image_mb;
     bool json;
 } classify_opts;
 
 static const char USAGE[] =
     "usage: imgcls classify [--model FILE] [--preprocess imagenet|reference] [--top K] [--threads N]\n"
-    "                       [--runtime auto|onednn|native] [--json] FILE...\n\n"
+    "                       [--runtime auto|onednn|native] [--precision fp32|bf16|int8] [--json] FILE...\n\n"
     "Classifies each FILE (JPEG or PNG) with the ImageNet-1k network and prints NAME:LABEL per file,\n"
     "or one JSON object per line with --json.";
 
@@ -42,6 +42,7 @@ static size_t options(classify_opts *o, config_opt *t)
         {"runtime", CONFIG_STR, "auto",
          "network runtime: onednn, native, or auto (the faster one measured: oneDNN; docs/engine.md)", 0, 0,
          &o->runtime},
+        {"precision", CONFIG_STR, "fp32", ENGINE_PRECISION_HELP, 0, 0, &o->precision},
         {"batch", CONFIG_UINT, "1", "images run through the network together", 1, 64, &o->batch},
         {"max-bytes", CONFIG_UINT, "20971520", "largest image file accepted, in bytes", 1, 1ul << 31,
          &o->max_bytes},
@@ -164,6 +165,11 @@ int cli_classify(int argc, char **argv)
     }
     if (network_runtime_parse(o.runtime, &cfg.runtime)) {
         fprintf(stderr, "imgcls classify: --runtime must be auto, onednn or native, not '%s'\n", o.runtime);
+        status = 2;
+        goto out;
+    }
+    if (network_precision_parse(o.precision, &cfg.precision)) {
+        fprintf(stderr, "imgcls classify: --precision must be fp32, bf16 or int8, not '%s'\n", o.precision);
         status = 2;
         goto out;
     }

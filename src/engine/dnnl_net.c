@@ -18,6 +18,13 @@
  * channel counts and the ISA, not the image size, so it is taken (a plan whose primitive refuses it
  * fails with IMGCLS_EBACKEND rather than keep a second copy of the weights).
  *
+ * Precision (network.h): assign_types gives each value a type -- f32, bf16, or u8 with a scale and a zero
+ * point from the weight file's calibrated range -- and each convolution its weight type; a consumer that
+ * wants another type or scale than its input's gets a reorder that converts (as_md). int8 weights are
+ * quantized per output channel by the weight reorder (its output scales), the bias is rescaled to the
+ * accumulator's units, and the output scales, zero points and the residual sum's scale go into the
+ * convolution's attribute.
+ *
  * Threads: Debian builds oneDNN with OpenMP (libgomp). The thread count is an OpenMP ICV of the calling
  * thread, so it is set before every run (a worker's engine may be created on one thread and run on
  * another). oneDNN runs a parallel section with one thread as a plain call, so with threads=1 no OpenMP
@@ -30,6 +37,7 @@
 
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
+#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,15 +80,41 @@ typedef struct dnet_plan {
     size_t bytes;
 } dnet_plan;
 
+/* How stored numbers map to real ones: real = scale x (stored - zp). {1, 0} unless u8. */
+typedef struct dnet_q {
+    float scale;
+    int32_t zp;
+} dnet_q;
+
+static const dnet_q Q_REAL = {1.0f, 0};
+
+static int q_equal(dnet_q a, dnet_q b)
+{
+    return a.scale == b.scale && a.zp == b.zp;
+}
+
+/* A value's types. dt and q: how it is stored. int8 only: qdt and qq, its u8 form from the calibrated
+ * range, which an int8 convolution reads it as (the same as dt and q when an int8 convolution wrote
+ * it). */
+typedef struct dnet_value {
+    dnnl_data_type_t dt, qdt;
+    dnet_q q, qq;
+} dnet_value;
+
 typedef struct dnet_layer {
     int sum;       /* a convolution that performs the next layer (an add) as a sum post-op */
     int fused;     /* an add that the previous convolution performs */
-    dnnl_memory_t w, b; /* reordered once; NULL until the first plan */
+    dnnl_data_type_t wdt; /* a convolution's weights: f32, bf16 or s8 */
+    float *oscale;        /* s8 weights: per output channel, src scale x weight scale / dst scale */
+    float *wscale;        /* s8 weights: per output channel, real weight = wscale x stored */
+    dnnl_memory_t w, b;   /* reordered once; NULL until the first plan */
 } dnet_layer;
 
 struct dnnl_net {
     const model_file *m;
     int threads;
+    network_precision prec;
+    dnet_value *vals;
     dnnl_engine_t eng;
     dnnl_stream_t strm;
     dnet_layer *layers;
@@ -200,16 +234,63 @@ static int add_step(builder *b, size_t layer, dnnl_primitive_desc_t pd, int narg
     return 0;
 }
 
-/* Makes buffer `src` readable as md: itself, or a reorder step into a temporary that dies at `layer`. */
-static int as_md(builder *b, size_t layer, size_t src, const dnnl_memory_desc_t *md, size_t *out)
+/* An attribute with output scales (a reorder's dst = scale x src; a convolution's dst = scale x
+ * (accumulator + bias)): one scale (mask 0) or one per index of the dims in mask. NULL if out of memory. */
+static dnnl_primitive_attr_t scales_attr(size_t count, int mask, const float *scales)
 {
-    if (dnnl_memory_desc_equal(&b->p->bufs[src].md, md)) {
+    dnnl_primitive_attr_t attr = NULL;
+    if (dnnl_primitive_attr_create(&attr) != dnnl_success)
+        return NULL;
+    if (dnnl_primitive_attr_set_output_scales(attr, (dnnl_dim_t)count, mask, scales) != dnnl_success) {
+        dnnl_primitive_attr_destroy(attr);
+        return NULL;
+    }
+    return attr;
+}
+
+/* md with another data type; the layout (strides are in elements) stays. */
+static dnnl_memory_desc_t md_typed(const dnnl_memory_desc_t *md, dnnl_data_type_t dt)
+{
+    dnnl_memory_desc_t r = *md;
+    r.data_type = dt;
+    return r;
+}
+
+/* Zero points (stored = real / scale + zp) for an argument, when not 0. */
+static int set_zp(dnnl_primitive_attr_t attr, int arg, int32_t zp)
+{
+    return zp && dnnl_primitive_attr_set_zero_points(attr, arg, 1, 0, &zp) != dnnl_success;
+}
+
+/* A reorder's attribute from `from` to `to`: dst = from.scale / to.scale x (src - from.zp) + to.zp. */
+static dnnl_primitive_attr_t convert_attr(dnet_q from, dnet_q to)
+{
+    float ratio = from.scale / to.scale;
+    dnnl_primitive_attr_t attr = scales_attr(1, 0, &ratio);
+    if (attr && (set_zp(attr, DNNL_ARG_SRC, from.zp) || set_zp(attr, DNNL_ARG_DST, to.zp))) {
+        dnnl_primitive_attr_destroy(attr);
+        return NULL;
+    }
+    return attr;
+}
+
+/* Makes buffer `src`, whose contents mean real numbers by `from`, readable as md meaning them by `to`:
+ * itself, or a reorder step (converting the type and the scale) into a temporary that dies at `layer`. */
+static int as_md(builder *b, size_t layer, size_t src, dnet_q from, const dnnl_memory_desc_t *md, dnet_q to,
+                 size_t *out)
+{
+    int same = q_equal(from, to);
+    if (dnnl_memory_desc_equal(&b->p->bufs[src].md, md) && same) {
         *out = src;
         return 0;
     }
+    dnnl_primitive_attr_t attr = same ? NULL : convert_attr(from, to);
+    if (!same && !attr)
+        return IMGCLS_ENOMEM;
     dnnl_primitive_desc_t pd = NULL;
-    DCHECK(dnnl_reorder_primitive_desc_create(&pd, &b->p->bufs[src].md, b->n->eng, md, b->n->eng, NULL),
-           "reorder");
+    dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, &b->p->bufs[src].md, b->n->eng, md, b->n->eng, attr);
+    dnnl_primitive_attr_destroy(attr);
+    DCHECK(st, "reorder");
     int rc = add_buf(b, md, (uint32_t)layer, out);
     if (!rc) {
         place(b, *out);
@@ -220,27 +301,42 @@ static int as_md(builder *b, size_t layer, size_t src, const dnnl_memory_desc_t 
     return rc;
 }
 
-static int append_act(dnnl_post_ops_t po, enum model_act act)
+static int append_act(dnnl_post_ops_t po, enum model_act act, float dst_scale)
 {
     if (act == MODEL_ACT_RELU)
         return dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) != dnnl_success;
     if (act == MODEL_ACT_RELU6)
-        return dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_clip, 0.0f, 6.0f) != dnnl_success;
+        return dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_clip, 0.0f, 6.0f / dst_scale) != dnnl_success;
     return 0;
 }
 
-/* An attribute with L's activation, after a sum post-op when `sum`. */
-static dnnl_primitive_attr_t make_attr(int sum, enum model_act act)
+/* What a layer's attribute holds: its activation; a residual sum (dst = conv + sum_scale x (dst -
+ * sum_zp)) when sum_scale is not 0; for int8, per-channel output scales and zero points. */
+typedef struct attr_spec {
+    enum model_act act;
+    float sum_scale;
+    int32_t sum_zp;
+    const float *oscale; /* NULL: none */
+    size_t channels;
+    dnet_q src, dst;
+} attr_spec;
+
+/* Post-ops apply after the output scales, before the dst zero point: on a u8 destination ReLU6's 6 is
+ * 6 / dst scale. */
+static dnnl_primitive_attr_t make_attr(const attr_spec *a)
 {
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     if (dnnl_primitive_attr_create(&attr) != dnnl_success)
         return NULL;
     int bad = dnnl_post_ops_create(&po) != dnnl_success;
-    if (!bad && sum)
-        bad = dnnl_post_ops_append_sum(po, 1.0f) != dnnl_success;
+    if (!bad && a->oscale)
+        bad = dnnl_primitive_attr_set_output_scales(attr, (dnnl_dim_t)a->channels, 1 << 1, a->oscale) != dnnl_success ||
+              set_zp(attr, DNNL_ARG_SRC, a->src.zp) || set_zp(attr, DNNL_ARG_DST, a->dst.zp);
+    if (!bad && a->sum_scale != 0)
+        bad = dnnl_post_ops_append_sum_v3(po, a->sum_scale, a->sum_zp, dnnl_data_type_undef) != dnnl_success;
     if (!bad)
-        bad = append_act(po, act) || dnnl_primitive_attr_set_post_ops(attr, po) != dnnl_success;
+        bad = append_act(po, a->act, a->dst.scale) || dnnl_primitive_attr_set_post_ops(attr, po) != dnnl_success;
     dnnl_post_ops_destroy(po);
     if (bad) {
         dnnl_primitive_attr_destroy(attr);
@@ -285,14 +381,29 @@ static int make_weights(builder *b, size_t layer, const_dnnl_primitive_desc_t pd
     dnnl_primitive_desc_t rpd = NULL;
     dnnl_primitive_t r = NULL;
     void *bias = NULL;
+    dnnl_primitive_attr_t attr = NULL;
     DCHECK(dnnl_memory_create(&x->w, wmd, b->n->eng, DNNL_MEMORY_ALLOCATE), "weights memory");
     DCHECK(dnnl_memory_create(&x->b, bmd, b->n->eng, DNNL_MEMORY_ALLOCATE), "bias memory");
     DCHECK(dnnl_memory_get_data_handle(x->b, &bias), "bias memory");
     memcpy(bias, L->bias->data, L->out_channels * sizeof(float));
+    if (x->wdt == dnnl_s8) {
+        /* stored = weight / wscale, one scale per output channel (dims 0, or g and 1 for depthwise); the
+         * bias is added to the accumulator before the output scale (oneDNN 2.x), so in its units */
+        float *inv = malloc(L->out_channels * sizeof *inv), s_in = b->n->vals[L->input[0]].qq.scale;
+        for (size_t o = 0; inv && o < L->out_channels; o++) {
+            inv[o] = 1.0f / x->wscale[o];
+            ((float *)bias)[o] /= s_in * x->wscale[o];
+        }
+        attr = inv ? scales_attr(L->out_channels, L->groups > 1 ? 3 : 1, inv) : NULL;
+        free(inv);
+        if (!attr)
+            return IMGCLS_ENOMEM;
+    }
     /* The reorder only reads the file's mapping; the handle is not const in the C API. */
     dnnl_status_t st = dnnl_memory_create(&user, &umd, b->n->eng, (void *)(uintptr_t)L->weight->data);
     if (st == dnnl_success)
-        st = dnnl_reorder_primitive_desc_create(&rpd, &umd, b->n->eng, wmd, b->n->eng, NULL);
+        st = dnnl_reorder_primitive_desc_create(&rpd, &umd, b->n->eng, wmd, b->n->eng, attr);
+    dnnl_primitive_attr_destroy(attr);
     if (st == dnnl_success)
         st = dnnl_primitive_create(&r, rpd);
     if (st == dnnl_success) {
@@ -318,6 +429,18 @@ static const model_layer *sum_of(const dnnl_net *n, size_t i, uint32_t *res)
     return A;
 }
 
+/* What a convolution reads its input as: its weights' type, or for s8 weights the input's int8 form. */
+static dnnl_data_type_t src_type(const dnnl_net *n, size_t layer)
+{
+    const dnet_layer *x = &n->layers[layer];
+    return x->wdt == dnnl_s8 ? n->vals[n->m->layers[layer].input[0]].qdt : x->wdt;
+}
+
+static dnet_q src_q(const dnnl_net *n, size_t layer)
+{
+    return n->layers[layer].wdt == dnnl_s8 ? n->vals[n->m->layers[layer].input[0]].qq : Q_REAL;
+}
+
 static int conv_desc(builder *b, size_t layer, const dnnl_memory_desc_t *in, dnnl_primitive_desc_t *pd)
 {
     const model_layer *L = &b->n->m->layers[layer];
@@ -333,15 +456,17 @@ static int conv_desc(builder *b, size_t layer, const dnnl_memory_desc_t *in, dnn
     dnnl_dims_t bd = {L->out_channels}, st = {lin ? 1 : L->stride[0], lin ? 1 : L->stride[1]};
     dnnl_dims_t dil = {lin ? 0 : L->dilation[0] - 1, lin ? 0 : L->dilation[1] - 1};
     dnnl_dims_t pl = {lin ? 0 : L->pad[0], lin ? 0 : L->pad[1]}, pr = {lin ? 0 : L->pad[2], lin ? 0 : L->pad[3]};
+    const dnet_layer *x = &b->n->layers[layer];
+    const dnet_value *out = &b->n->vals[A ? A->output : L->output];
     dnnl_memory_desc_t smd, wmd, bmd, dmd;
-    DCHECK(dnnl_memory_desc_init_by_tag(&smd, 4, sd, dnnl_f32, dnnl_format_tag_any), "src md");
+    DCHECK(dnnl_memory_desc_init_by_tag(&smd, 4, sd, src_type(b->n, layer), dnnl_format_tag_any), "src md");
     user_weights_md(L, &wmd);
-    if (b->n->layers[layer].w) {
+    if (x->w) {
         const dnnl_memory_desc_t *have = NULL;
-        DCHECK(dnnl_memory_get_memory_desc(b->n->layers[layer].w, &have), "weights md");
+        DCHECK(dnnl_memory_get_memory_desc(x->w, &have), "weights md");
         wmd = *have;
     } else {
-        DCHECK(dnnl_memory_desc_init_by_tag(&wmd, wmd.ndims, wmd.dims, dnnl_f32, dnnl_format_tag_any), "weights md");
+        DCHECK(dnnl_memory_desc_init_by_tag(&wmd, wmd.ndims, wmd.dims, x->wdt, dnnl_format_tag_any), "weights md");
     }
     DCHECK(dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x), "bias md");
     if (A) {
@@ -349,13 +474,19 @@ static int conv_desc(builder *b, size_t layer, const dnnl_memory_desc_t *in, dnn
         if (memcmp(dmd.dims, dd, 4 * sizeof dd[0]))
             return imgcls_fail(b->eb, IMGCLS_EINVAL, "layer %zu: the inputs of add differ in size", layer + 1);
     } else {
-        DCHECK(dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, dnnl_format_tag_any), "dst md");
+        DCHECK(dnnl_memory_desc_init_by_tag(&dmd, 4, dd, out->dt, dnnl_format_tag_any), "dst md");
     }
     dnnl_convolution_desc_t cd;
     DCHECK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &smd,
                                                       &wmd, &bmd, &dmd, st, dil, pl, pr),
            "convolution");
-    dnnl_primitive_attr_t attr = make_attr(A != NULL, A ? A->act : L->act);
+    attr_spec as = {.act = A ? A->act : L->act, .oscale = x->oscale, .channels = L->out_channels,
+                    .src = src_q(b->n, layer), .dst = out->q};
+    if (A) {
+        as.sum_scale = b->n->vals[res].q.scale / out->q.scale;
+        as.sum_zp = b->n->vals[res].q.zp;
+    }
+    dnnl_primitive_attr_t attr = make_attr(&as);
     if (!attr)
         return imgcls_fail(b->eb, IMGCLS_EBACKEND, "layer %zu: oneDNN post-ops", layer);
     dnnl_status_t s = dnnl_primitive_desc_create(pd, &cd, attr, b->n->eng, NULL);
@@ -375,7 +506,8 @@ static int build_conv(builder *b, size_t layer)
     if (!rc)
         rc = make_weights(b, layer, pd);
     if (!rc)
-        rc = as_md(b, layer, in, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0), &src);
+        rc = as_md(b, layer, in, b->n->vals[L->input[0]].q, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0),
+                   src_q(b->n, layer), &src);
     if (!rc && A) {
         dst = b->val_buf[res]; /* in place: the add's output takes over the residual's buffer */
         b->val_buf[A->output] = dst;
@@ -400,16 +532,19 @@ static int build_conv(builder *b, size_t layer)
 static int build_add(builder *b, size_t layer)
 {
     const model_layer *L = &b->n->m->layers[layer];
-    size_t in0 = b->val_buf[L->input[0]], in1 = b->val_buf[L->input[1]], src1 = 0, dst = 0;
-    dnnl_memory_desc_t md0 = b->p->bufs[in0].md;
+    size_t in0 = b->val_buf[L->input[0]], in1 = b->val_buf[L->input[1]], src0 = 0, src1 = 0, dst = 0;
+    dnnl_memory_desc_t md0 = md_typed(&b->p->bufs[in0].md, dnnl_f32); /* in fp32, whatever its inputs are */
     if (memcmp(md0.dims, b->p->bufs[in1].md.dims, 4 * sizeof md0.dims[0]))
         return imgcls_fail(b->eb, IMGCLS_EINVAL, "layer %zu: the inputs of add differ in size", layer);
-    int rc = as_md(b, layer, in1, &md0, &src1);
+    int rc = as_md(b, layer, in0, b->n->vals[L->input[0]].q, &md0, Q_REAL, &src0);
+    if (!rc)
+        rc = as_md(b, layer, in1, b->n->vals[L->input[1]].q, &md0, Q_REAL, &src1);
     if (rc)
         return rc;
     dnnl_binary_desc_t bd;
     DCHECK(dnnl_binary_desc_init(&bd, dnnl_binary_add, &md0, &md0, &md0), "add");
-    dnnl_primitive_attr_t attr = make_attr(0, L->act);
+    attr_spec as = {.act = L->act, .src = Q_REAL, .dst = Q_REAL};
+    dnnl_primitive_attr_t attr = make_attr(&as);
     if (!attr)
         return imgcls_fail(b->eb, IMGCLS_EBACKEND, "layer %zu: oneDNN post-ops", layer);
     dnnl_primitive_desc_t pd = NULL;
@@ -422,7 +557,7 @@ static int build_add(builder *b, size_t layer)
     }
     place(b, dst);
     b->val_buf[L->output] = dst;
-    dnet_arg a[3] = {{DNNL_ARG_SRC_0, ARG_BUF, b->val_buf[L->input[0]]}, {DNNL_ARG_SRC_1, ARG_BUF, src1},
+    dnet_arg a[3] = {{DNNL_ARG_SRC_0, ARG_BUF, src0}, {DNNL_ARG_SRC_1, ARG_BUF, src1},
                      {DNNL_ARG_DST, ARG_BUF, dst}};
     return add_step(b, layer, pd, 3, a);
 }
@@ -431,8 +566,14 @@ static int build_pool(builder *b, size_t layer)
 {
     const model_layer *L = &b->n->m->layers[layer];
     size_t in = b->val_buf[L->input[0]], dst = 0;
-    const dnnl_memory_desc_t *smd = &b->p->bufs[in].md;
     int gap = L->op == MODEL_GLOBAL_AVG_POOL;
+    if (gap) { /* averages in fp32: an int8 average would round each channel's mean to the input's steps */
+        dnnl_memory_desc_t f = md_typed(&b->p->bufs[in].md, dnnl_f32);
+        int rc = as_md(b, layer, in, b->n->vals[L->input[0]].q, &f, Q_REAL, &in);
+        if (rc)
+            return rc;
+    }
+    const dnnl_memory_desc_t *smd = &b->p->bufs[in].md;
     int64_t H = smd->dims[2], W = smd->dims[3];
     size_t oh = gap ? 1 : window_out(H, L->pad[0], L->pad[2], L->kernel[0], L->dilation[0], L->stride[0]);
     size_t ow = gap ? 1 : window_out(W, L->pad[1], L->pad[3], L->kernel[1], L->dilation[1], L->stride[1]);
@@ -445,13 +586,14 @@ static int build_pool(builder *b, size_t layer)
     dnnl_dims_t k = {gap ? H : L->kernel[0], gap ? W : L->kernel[1]};
     dnnl_dims_t pl = {gap ? 0 : L->pad[0], gap ? 0 : L->pad[1]}, pr = {gap ? 0 : L->pad[2], gap ? 0 : L->pad[3]};
     dnnl_memory_desc_t dmd;
-    DCHECK(dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, dnnl_format_tag_any), "dst md");
+    DCHECK(dnnl_memory_desc_init_by_tag(&dmd, 4, dd, smd->data_type, dnnl_format_tag_any), "dst md");
     dnnl_pooling_desc_t pdsc;
     DCHECK(dnnl_pooling_forward_desc_init(&pdsc, dnnl_forward_inference,
                                           gap ? dnnl_pooling_avg_exclude_padding : dnnl_pooling_max, smd, &dmd, st,
                                           k, pl, pr),
            "pooling");
-    dnnl_primitive_attr_t attr = make_attr(0, L->act);
+    attr_spec as = {.act = L->act, .src = Q_REAL, .dst = Q_REAL};
+    dnnl_primitive_attr_t attr = make_attr(&as);
     if (!attr)
         return imgcls_fail(b->eb, IMGCLS_EBACKEND, "layer %zu: oneDNN post-ops", layer);
     dnnl_primitive_desc_t pd = NULL;
@@ -502,8 +644,15 @@ static int build_layers(builder *b)
                            m->num_classes);
     if ((rc = add_buf(b, &umd, (uint32_t)m->nlayers, &p->out_buf)))
         return rc;
+    dnet_q oq = b->n->vals[m->output].q;
+    int real = q_equal(oq, Q_REAL);
+    dnnl_primitive_attr_t attr = real ? NULL : convert_attr(oq, Q_REAL);
+    if (!real && !attr)
+        return IMGCLS_ENOMEM;
     dnnl_primitive_desc_t pd = NULL;
-    DCHECK(dnnl_reorder_primitive_desc_create(&pd, omd, b->n->eng, &umd, b->n->eng, NULL), "output reorder");
+    dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, omd, b->n->eng, &umd, b->n->eng, attr);
+    dnnl_primitive_attr_destroy(attr);
+    DCHECK(st, "output reorder");
     dnet_arg a[2] = {{DNNL_ARG_SRC, ARG_BUF, b->val_buf[m->output]}, {DNNL_ARG_DST, ARG_BUF, p->out_buf}};
     return add_step(b, layer, pd, 2, a);
 }
@@ -613,6 +762,109 @@ static void mark_sums(dnnl_net *n)
     }
 }
 
+static int has_isa(dnnl_cpu_isa_t isa)
+{
+    return ((unsigned)dnnl_get_effective_cpu_isa() & (unsigned)isa) == (unsigned)isa; /* the ISAs nest as bit sets */
+}
+
+int dnnl_net_bf16_fast(void)
+{
+    return has_isa(dnnl_cpu_isa_avx512_core_amx);
+}
+
+/* A value's int8 form: u8, its calibrated range (widened to hold 0, which padding must represent
+ * exactly) mapped onto 0..255, with the zero point where 0 falls (0 after a ReLU). u8 with a zero point
+ * rather than s8 for the signed values too: 256 steps over the range are finer than 127 over its
+ * larger half (measured, held-out photos, imagenet mode: top-1 agreement with fp32 77% with s8, 88%). */
+static void int8_form(const model_file *m, uint32_t v, dnet_value *x)
+{
+    float lo = m->ranges[2 * v] < 0 ? m->ranges[2 * v] : 0, hi = m->ranges[2 * v + 1] > 0 ? m->ranges[2 * v + 1] : 0;
+    float scale = hi > lo ? (hi - lo) / 255.0f : 1.0f, zp = nearbyintf(-lo / scale);
+    x->qdt = dnnl_u8;
+    x->qq = (dnet_q){scale, (int32_t)(zp < 0 ? 0 : zp > 255 ? 255 : zp)};
+}
+
+/* Per output channel of an int8 convolution: wscale from the largest |weight|, and the output scale.
+ * On a CPU without VNNI, oneDNN's u8 x s8 kernels add pairs of products in 16 bits (VPMADDUBSW), which
+ * can saturate, and oneDNN leaves avoiding that to the user ("Nuances of int8 computations" in its
+ * guide): there the weights get 7 bits. Not the depthwise ones: measured on AVX2 (Zen 3), their error
+ * with 8-bit weights was a fifth of that with 7, which saturation would not allow. */
+static int int8_scales(dnnl_net *n, size_t i, float s_out)
+{
+    const model_layer *L = &n->m->layers[i];
+    dnet_layer *x = &n->layers[i];
+    size_t oc = L->out_channels, per = L->weight->count / oc;
+    int dw = L->op == MODEL_CONV2D && L->groups > 1;
+    const dnet_value *in = &n->vals[L->input[0]];
+    int vnni = has_isa(dnnl_cpu_isa_avx512_core_vnni) || has_isa(dnnl_cpu_isa_avx2_vnni);
+    float steps = !vnni && !dw ? 63.0f : 127.0f;
+    x->wscale = malloc(oc * sizeof *x->wscale);
+    x->oscale = malloc(oc * sizeof *x->oscale);
+    if (!x->wscale || !x->oscale)
+        return IMGCLS_ENOMEM;
+    for (size_t o = 0; o < oc; o++) {
+        float mx = 0;
+        for (size_t k = 0; k < per; k++) { /* OHWI: o's weights in a row; depthwise [1][kh][kw][C]: strided */
+            float w = L->weight->data[dw ? k * oc + o : o * per + k];
+            mx = w > mx ? w : -w > mx ? -w : mx;
+        }
+        x->wscale[o] = mx > 0 ? mx / steps : 1.0f;
+        x->oscale[o] = in->qq.scale * x->wscale[o] / s_out;
+    }
+    return 0;
+}
+
+/* Each value's type and each convolution's weight type, for n->prec. fp32: everything f32. bf16 and int8:
+ * every convolution in that precision except the one that writes the logits (which stays fp32, so
+ * they are not rounded); pooling keeps its input's type (average pooling computes in f32), an add that
+ * no convolution absorbs computes in f32. A residual sum needs the residual stored in the type the
+ * convolution writes, or it is not fused. */
+static int assign_types(dnnl_net *n)
+{
+    const model_file *m = n->m;
+    int int8 = n->prec == NETWORK_INT8, rc = 0;
+    n->vals = calloc(m->num_values, sizeof *n->vals);
+    if (!n->vals)
+        return IMGCLS_ENOMEM;
+    for (uint32_t v = 0; v < m->num_values; v++)
+        n->vals[v] = (dnet_value){.dt = dnnl_f32, .qdt = dnnl_f32, .q = Q_REAL, .qq = Q_REAL};
+    for (uint32_t v = 0; int8 && v < m->num_values; v++)
+        int8_form(m, v, &n->vals[v]);
+    for (size_t i = 0; i < m->nlayers && !rc; i++) {
+        const model_layer *L = &m->layers[i];
+        dnet_layer *x = &n->layers[i];
+        dnet_value *out = &n->vals[L->output], *in = &n->vals[L->input[0]];
+        if (x->fused)
+            continue;
+        if (L->op == MODEL_MAX_POOL2D) {
+            out->dt = in->dt;
+            out->q = in->q;
+            continue;
+        }
+        if (L->op != MODEL_CONV2D && L->op != MODEL_LINEAR)
+            continue; /* f32 */
+        uint32_t res = 0;
+        const model_layer *A = sum_of(n, i, &res);
+        if (A)
+            out = &n->vals[A->output];
+        int low = n->prec != NETWORK_FP32 && (A ? A->output : L->output) != m->output &&
+                  !(int8 && L->keep_fp32);
+        dnnl_data_type_t dt = !low ? dnnl_f32 : int8 ? out->qdt : dnnl_bf16;
+        if (A && dt != n->vals[res].dt) { /* the add runs on its own, in f32 */
+            x->sum = 0;
+            n->layers[i + 1].fused = 0;
+            out = &n->vals[L->output];
+            dt = !low ? dnnl_f32 : int8 ? out->qdt : dnnl_bf16;
+        }
+        x->wdt = !low ? dnnl_f32 : int8 ? dnnl_s8 : dnnl_bf16;
+        out->dt = dt;
+        out->q = int8 && low ? out->qq : Q_REAL;
+        if (x->wdt == dnnl_s8)
+            rc = int8_scales(n, i, out->q.scale);
+    }
+    return rc;
+}
+
 static int compute_last_use(dnnl_net *n)
 {
     const model_file *m = n->m;
@@ -630,7 +882,8 @@ static int compute_last_use(dnnl_net *n)
     return 0;
 }
 
-int dnnl_net_create(const model_file *m, unsigned threads, dnnl_net **out, imgcls_errbuf *eb)
+int dnnl_net_create(const model_file *m, unsigned threads, network_precision prec, dnnl_net **out,
+                    imgcls_errbuf *eb)
 {
     int rc = 0;
     dnet_plan *p = NULL;
@@ -640,6 +893,7 @@ int dnnl_net_create(const model_file *m, unsigned threads, dnnl_net **out, imgcl
         return IMGCLS_ENOMEM;
     n->m = m;
     n->threads = threads ? (int)threads : 1;
+    n->prec = prec == NETWORK_INT8 && !m->ranges ? NETWORK_FP32 : prec; /* network.c refuses that case */
     n->layers = calloc(m->nlayers ? m->nlayers : 1, sizeof *n->layers);
     if (!n->layers || compute_last_use(n)) {
         rc = IMGCLS_ENOMEM;
@@ -652,6 +906,8 @@ int dnnl_net_create(const model_file *m, unsigned threads, dnnl_net **out, imgcl
         goto out;
     }
     mark_sums(n);
+    if ((rc = assign_types(n)))
+        goto out;
     rc = get_plan(n, 1, 224, 224, &p, eb); /* reorders the weights */
 out:
     if (rc) {
@@ -671,7 +927,10 @@ void dnnl_net_destroy(dnnl_net *n)
     for (size_t i = 0; n->layers && i < n->m->nlayers; i++) {
         dnnl_memory_destroy(n->layers[i].w);
         dnnl_memory_destroy(n->layers[i].b);
+        free(n->layers[i].wscale);
+        free(n->layers[i].oscale);
     }
+    free(n->vals);
     free(n->layers);
     free(n->last_use);
     if (n->strm)

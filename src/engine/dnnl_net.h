@@ -15,6 +15,7 @@
 
 #include "common/error.h"
 #include "engine/model_file.h"
+#include "engine/network.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -25,11 +26,16 @@ typedef struct dnnl_net dnnl_net;
  * "avx512_core", "avx512_core_amx", ... */
 const char *dnnl_net_isa(void);
 
-/* Prepares m (which must outlive the net) to run on `threads` OpenMP threads, and builds the plan for
- * one 224x224 image, which reorders the weights. Returns 0; IMGCLS_EUNSUPPORTED with eb naming the
- * layer when oneDNN refuses a layer (the caller may run the native kernels instead); IMGCLS_ENOMEM;
- * or IMGCLS_EBACKEND. On error *out is NULL. */
-int dnnl_net_create(const model_file *m, unsigned threads, dnnl_net **out, imgcls_errbuf *eb);
+/* Whether oneDNN has fast bf16 kernels on this CPU (AMX; network.h says why that is the test). */
+int dnnl_net_bf16_fast(void);
+
+/* Prepares m (which must outlive the net) to run on `threads` OpenMP threads in precision prec
+ * (network.h; int8 needs m->ranges), and builds the plan for one 224x224 image, which reorders (and
+ * for int8 quantizes) the weights. Returns 0; IMGCLS_EUNSUPPORTED with eb naming the layer when oneDNN
+ * refuses a layer (the caller may run the native kernels instead); IMGCLS_ENOMEM; or IMGCLS_EBACKEND.
+ * On error *out is NULL. */
+int dnnl_net_create(const model_file *m, unsigned threads, network_precision prec, dnnl_net **out,
+                    imgcls_errbuf *eb);
 void dnnl_net_destroy(dnnl_net *n); /* accepts NULL */
 
 /* As network_prepare, network_plan_bytes, network_trim and network_run (network.h), on shapes network.c

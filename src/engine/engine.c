@@ -23,6 +23,7 @@ void engine_config_default(engine_config *cfg)
     cfg->model_path = NULL;
     cfg->threads = 1;
     cfg->runtime = NETWORK_RUNTIME_AUTO;
+    cfg->precision = NETWORK_FP32;
     cfg->mode = PREPROCESS_IMAGENET;
     cfg->limits.max_bytes = IMAGE_DEFAULT_MAX_BYTES;
     cfg->limits.max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
@@ -54,7 +55,7 @@ int engine_open(const engine_config *cfg, engine **out, imgcls_errbuf *eb)
     int rc = model_file_open(e->cfg.model_path, &e->model, eb);
     if (rc)
         goto out;
-    rc = network_create(e->model, cfg->threads ? cfg->threads : 1, cfg->runtime, &e->net, eb);
+    rc = network_create(e->model, cfg->threads ? cfg->threads : 1, cfg->runtime, cfg->precision, &e->net, eb);
     if (rc)
         goto out;
     *out = e;

@@ -14,11 +14,14 @@
 #include <stdint.h>
 
 #define ENGINE_MAX_TOP 10
+/* The --precision option's help, the same for every command that runs the network. */
+#define ENGINE_PRECISION_HELP "network precision: fp32, bf16 (needs AMX; elsewhere runs fp32 and says so) or int8 (docs/engine.md)"
 
 typedef struct engine_config {
     const char *model_path; /* NULL: engine_default_model_path() */
     unsigned threads;       /* 1 = the caller's thread only */
     network_runtime runtime; /* auto (network.c's rule), onednn or native */
+    network_precision precision; /* fp32, bf16 (fp32 without AMX) or int8 (network.h) */
     preprocess_mode mode;
     image_limits limits;
     /* The most memory one image may need: decoded pixels, the input tensor and the network's activations
@@ -35,7 +38,7 @@ typedef struct engine_config {
 /* Reference mode: the RGB pixels (3) and their float tensor (12) are alive together, 16 with a margin. */
 #define ENGINE_REFERENCE_BYTES_PER_PIXEL 16u
 
-/* The defaults: the built model, 1 thread, runtime auto, imagenet preprocessing, 20 MB / 40 MP limits,
+/* The defaults: the built model, 1 thread, runtime auto, fp32, imagenet preprocessing, 20 MB / 40 MP limits,
  * 1 GiB per image. */
 void engine_config_default(engine_config *cfg);
 
@@ -64,7 +67,8 @@ typedef struct engine_result {
 typedef struct engine engine;
 
 /* Loads the weight file and prepares the network. Returns 0, or the model file's error
- * (IMGCLS_ENOTFOUND, IMGCLS_ECORRUPT) or IMGCLS_EBACKEND, with eb saying which. */
+ * (IMGCLS_ENOTFOUND, IMGCLS_ECORRUPT), IMGCLS_EINVAL (a precision this runtime or weight file cannot
+ * run: network_create) or IMGCLS_EBACKEND, with eb saying which. */
 int engine_open(const engine_config *cfg, engine **out, imgcls_errbuf *eb);
 void engine_close(engine *e); /* accepts NULL */
 

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,6 +335,54 @@ static int parse_graph(parser *p, json_t *hdr)
     return 0;
 }
 
+/* The optional "calibration" object: "ranges", num_values pairs [min, max], finite, min <= max, within
+ * MODEL_MAX_RANGE; a ReLU or ReLU6 output's min must not be negative (its int8 form is unsigned).
+ * "fp32_layers", optional: the convolutions int8 leaves in fp32, each listed once. */
+static int parse_calibration(parser *p, json_t *hdr)
+{
+    model_file *m = p->m;
+    json_t *cal = json_object_get(hdr, "calibration");
+    if (!cal)
+        return 0;
+    json_t *r = json_object_get(cal, "ranges");
+    if (!json_is_object(cal) || !json_is_array(r) || json_array_size(r) != m->num_values)
+        return imgcls_fail(p->eb, IMGCLS_ECORRUPT, "calibration: 'ranges' must list num_values (%u) [min, max] pairs",
+                           m->num_values);
+    m->ranges = calloc(2 * (size_t)m->num_values, sizeof *m->ranges);
+    if (!m->ranges)
+        return IMGCLS_ENOMEM;
+    for (size_t v = 0; v < m->num_values; v++) {
+        json_t *pair = json_array_get(r, v);
+        for (size_t k = 0; k < 2; k++) {
+            json_t *x = json_array_get(pair, k);
+            double d = json_is_number(x) ? json_number_value(x) : NAN;
+            if (!json_is_array(pair) || json_array_size(pair) != 2 || !isfinite(d) || fabs(d) > MODEL_MAX_RANGE)
+                return imgcls_fail(p->eb, IMGCLS_ECORRUPT, "calibration: range of value %zu must be [min, max], "
+                                   "finite numbers within %g", v, (double)MODEL_MAX_RANGE);
+            m->ranges[2 * v + k] = (float)d;
+        }
+        if (m->ranges[2 * v] > m->ranges[2 * v + 1])
+            return imgcls_fail(p->eb, IMGCLS_ECORRUPT, "calibration: value %zu has min > max", v);
+    }
+    for (size_t i = 0; i < m->nlayers; i++)
+        if (m->layers[i].act != MODEL_ACT_NONE && m->ranges[2 * m->layers[i].output] < 0)
+            return imgcls_fail(p->eb, IMGCLS_ECORRUPT, "calibration: value %u follows a ReLU but has min < 0",
+                               m->layers[i].output);
+    json_t *keep = json_object_get(cal, "fp32_layers");
+    if (keep && (!json_is_array(keep) || json_array_size(keep) > m->nlayers))
+        return imgcls_fail(p->eb, IMGCLS_ECORRUPT, "calibration: 'fp32_layers' must be a list of layers");
+    for (size_t k = 0; keep && k < json_array_size(keep); k++) {
+        json_t *x = json_array_get(keep, k);
+        json_int_t i = json_is_integer(x) ? json_integer_value(x) : -1;
+        model_layer *L = i >= 0 && (size_t)i < m->nlayers ? &m->layers[i] : NULL;
+        if (!L || (L->op != MODEL_CONV2D && L->op != MODEL_LINEAR) || L->keep_fp32)
+            return imgcls_fail(p->eb, IMGCLS_ECORRUPT, "calibration: fp32_layers[%zu] is not a convolution listed "
+                               "once", k);
+        L->keep_fp32 = 1;
+    }
+    return 0;
+}
+
 static int parse_header(parser *p, json_t *hdr)
 {
     model_file *m = p->m;
@@ -342,9 +391,10 @@ static int parse_header(parser *p, json_t *hdr)
     const char *arch = json_string_value(json_object_get(hdr, "arch"));
     snprintf(m->arch, sizeof m->arch, "%s", arch ? arch : "unknown");
     int rc;
-    if ((rc = parse_labels(p, hdr)) || (rc = parse_tensors(p, json_object_get(hdr, "tensors"))))
+    if ((rc = parse_labels(p, hdr)) || (rc = parse_tensors(p, json_object_get(hdr, "tensors"))) ||
+        (rc = parse_graph(p, hdr)))
         return rc;
-    return parse_graph(p, hdr);
+    return parse_calibration(p, hdr);
 }
 
 int model_file_parse(const uint8_t *data, size_t len, model_file *out, imgcls_errbuf *eb)
@@ -380,6 +430,7 @@ void model_file_release(model_file *m)
     free(m->labels_text);
     free(m->tensors);
     free(m->layers);
+    free(m->ranges);
     void *map = m->map;
     size_t map_len = m->map_len;
     memset(m, 0, sizeof *m);

@@ -15,6 +15,9 @@
 #define MODEL_MAX_HEADER ((uint32_t)4 << 20)
 #define MODEL_MAX_LAYERS 4096
 #define MODEL_MAX_CLASSES 100000
+/* Largest magnitude a calibrated activation range may have (fp32 activations of a sane network are far
+ * below it; a larger one is a broken calibration, not a network). */
+#define MODEL_MAX_RANGE 1e6f
 
 enum model_op { MODEL_CONV2D, MODEL_ADD, MODEL_MAX_POOL2D, MODEL_GLOBAL_AVG_POOL, MODEL_LINEAR };
 enum model_act { MODEL_ACT_NONE, MODEL_ACT_RELU, MODEL_ACT_RELU6 };
@@ -36,6 +39,7 @@ typedef struct model_layer {
     uint32_t kernel[2], stride[2], dilation[2];
     uint32_t pad[4]; /* top, left, bottom, right */
     const model_tensor *weight, *bias;
+    int keep_fp32; /* int8: the calibration's "fp32_layers" lists this convolution */
 } model_layer;
 
 typedef struct model_file {
@@ -49,6 +53,9 @@ typedef struct model_file {
     size_t nlayers;
     uint32_t num_values; /* value 0 is the input image */
     uint32_t output;     /* the logits */
+    /* int8 calibration (optional): per value, the least and the greatest activation seen on the
+     * calibration photos, ranges[2v] and ranges[2v+1]; NULL when the file has none. */
+    float *ranges;
     /* the mapping, when opened from a file */
     void *map;
     size_t map_len;

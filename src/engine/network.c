@@ -22,6 +22,7 @@
 
 struct network {
     network_runtime rt; /* ONEDNN or NATIVE, never AUTO */
+    network_precision prec; /* the one it runs */
     unsigned threads;
     dnnl_net *dnnl;
     native_net *native;
@@ -38,25 +39,57 @@ int network_runtime_parse(const char *s, network_runtime *out)
     return IMGCLS_EINVAL;
 }
 
+static const char *const precision_names[] = {"fp32", "bf16", "int8"};
+
+int network_precision_parse(const char *s, network_precision *out)
+{
+    for (size_t i = 0; s && i < sizeof precision_names / sizeof *precision_names; i++)
+        if (!strcmp(s, precision_names[i])) {
+            *out = (network_precision)i;
+            return 0;
+        }
+    return IMGCLS_EINVAL;
+}
+
+const char *network_precision_name(network_precision p)
+{
+    return (size_t)p < sizeof precision_names / sizeof *precision_names ? precision_names[p] : "?";
+}
+
 /* See the rule at the top of this file. */
 static network_runtime auto_runtime(void)
 {
     return NETWORK_RUNTIME_ONEDNN;
 }
 
-int network_create(const model_file *m, unsigned threads, network_runtime rt, network **out, imgcls_errbuf *eb)
+int network_create(const model_file *m, unsigned threads, network_runtime rt, network_precision prec,
+                   network **out, imgcls_errbuf *eb)
 {
     int rc = 0;
     *out = NULL;
+    rt = rt == NETWORK_RUNTIME_AUTO ? auto_runtime() : rt;
+    if (prec != NETWORK_FP32 && rt == NETWORK_RUNTIME_NATIVE)
+        return imgcls_fail(eb, IMGCLS_EINVAL, "precision %s needs the onednn runtime (native runs fp32 only)",
+                           network_precision_name(prec));
+    if (prec == NETWORK_INT8 && !m->ranges)
+        return imgcls_fail(eb, IMGCLS_EINVAL, "precision int8 needs a weight file with int8 calibration, and this "
+                           "one has none (tools/model/build_models.py writes it)");
+    if (prec == NETWORK_BF16 && !dnnl_net_bf16_fast()) {
+        /* oneDNN's bf16 without AMX ran slower than its fp32 (../shared/probes/onednn): not worth rounding */
+        log_event("warn", "engine", "bf16_unavailable precision=fp32 isa=%s reason=\"bf16 needs AMX "
+                  "(avx512_core_amx), which this CPU does not have; running fp32\"", dnnl_net_isa());
+        prec = NETWORK_FP32;
+    }
     network *n = calloc(1, sizeof *n);
     if (!n)
         return IMGCLS_ENOMEM;
     n->threads = threads ? threads : 1;
-    n->rt = rt == NETWORK_RUNTIME_AUTO ? auto_runtime() : rt;
+    n->rt = rt;
+    n->prec = prec;
     if (n->rt == NETWORK_RUNTIME_ONEDNN) {
         imgcls_errbuf deb = {{0}};
-        rc = dnnl_net_create(m, n->threads, &n->dnnl, &deb);
-        if (rc == IMGCLS_EUNSUPPORTED) {
+        rc = dnnl_net_create(m, n->threads, prec, &n->dnnl, &deb);
+        if (rc == IMGCLS_EUNSUPPORTED && prec == NETWORK_FP32) {
             /* The whole network, not a mix: one runtime's layouts and threads end to end. */
             log_event("warn", "engine", "onednn_fallback runtime=native reason=\"%s\"", deb.msg);
             n->rt = NETWORK_RUNTIME_NATIVE;
@@ -89,7 +122,7 @@ void network_get_info(const network *n, network_info *out)
     int dnnl = n->rt == NETWORK_RUNTIME_ONEDNN;
     out->runtime = dnnl ? "onednn" : "native";
     out->isa = dnnl ? dnnl_net_isa() : gemm_available() ? "avx2-native" : "scalar-native";
-    out->precision = "fp32";
+    out->precision = network_precision_name(n->prec);
     out->threads = n->threads;
 }
 

@@ -26,9 +26,23 @@ typedef enum network_runtime { NETWORK_RUNTIME_AUTO, NETWORK_RUNTIME_ONEDNN, NET
 /* "auto", "onednn" or "native" -> *out. Returns 0, or IMGCLS_EINVAL for anything else (NULL included). */
 int network_runtime_parse(const char *s, network_runtime *out);
 
+/* The arithmetic the network runs in (docs/engine.md, "Precision"):
+ * - fp32: the default, exact (matches ONNX Runtime to about 1e-5);
+ * - bf16: bfloat16 activations and weights, fp32 accumulation; only where oneDNN has AMX for it, since
+ *   without AMX its bf16 kernels are slower than fp32: elsewhere the network runs fp32 and says so;
+ * - int8: u8/s8 activations with the weight file's calibrated scales, s8 weights with one scale per
+ *   output channel; the first convolution's input and the classifier stay fp32 (dnnl_net.c).
+ * bf16 and int8 need the onednn runtime. */
+typedef enum network_precision { NETWORK_FP32, NETWORK_BF16, NETWORK_INT8 } network_precision;
+
+/* "fp32", "bf16" or "int8" -> *out. Returns 0, or IMGCLS_EINVAL for anything else (NULL included). */
+int network_precision_parse(const char *s, network_precision *out);
+const char *network_precision_name(network_precision p);
+
 /* What a network runs on, for logs and --json: runtime "onednn" or "native"; isa, the ISA oneDNN's JIT
  * uses ("avx2", "avx512_core", ...) or "avx2-native" / "scalar-native" for the native runtime;
- * precision "fp32". The strings are static. */
+ * precision, the one it runs ("fp32", "bf16", "int8": bf16 asked for on a CPU without AMX runs, and
+ * says, "fp32"). The strings are static. */
 typedef struct network_info {
     const char *runtime, *isa, *precision;
     unsigned threads;
@@ -37,11 +51,14 @@ typedef struct network_info {
 typedef struct network network;
 
 /* Prepares to run m (which must outlive the network) on `threads` threads (1 = the caller's thread
- * only) with runtime rt: creates every layer's operator or primitive and packs its weights. With onednn
- * or auto, a graph that oneDNN refuses runs whole on the native runtime instead, and the reason is
- * logged (log_event, "engine"). Returns 0, IMGCLS_EBACKEND if no runtime can start on this CPU or
- * refuses a layer, or IMGCLS_ENOMEM. */
-int network_create(const model_file *m, unsigned threads, network_runtime rt, network **out, imgcls_errbuf *eb);
+ * only) with runtime rt in precision prec: creates every layer's operator or primitive and packs its
+ * weights. With onednn or auto, an fp32 graph that oneDNN refuses runs whole on the native runtime
+ * instead, and the reason is logged (log_event, "engine"); so does bf16 on a CPU without AMX, which
+ * runs fp32. Returns 0; IMGCLS_EINVAL for int8 or bf16 on the native runtime, or int8 with a weight
+ * file that carries no calibration (both permanent: a configuration error); IMGCLS_EBACKEND if no
+ * runtime can start on this CPU or refuses a layer; or IMGCLS_ENOMEM. */
+int network_create(const model_file *m, unsigned threads, network_runtime rt, network_precision prec,
+                   network **out, imgcls_errbuf *eb);
 void network_destroy(network *n); /* accepts NULL */
 
 void network_get_info(const network *n, network_info *out);

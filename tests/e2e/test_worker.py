@@ -72,6 +72,13 @@ def test_start_up_line_says_what_the_engine_runs_on(stack, runtime):
     assert ("isa=avx2-native" in line or "isa=scalar-native" in line) if runtime == "native" else "isa=avx" in line
 
 
+def test_start_up_line_says_int8_when_asked(stack):
+    w = stack.worker("--precision", "int8", "--threads", "1")
+    wait_for(lambda: "event=started" in stack.log(w), what="the worker's start-up line")
+    line = next(ln for ln in stack.log(w).splitlines() if "event=started" in ln)
+    assert "runtime=onednn" in line and "precision=int8" in line
+
+
 def test_bad_runtime_stops_the_worker_with_a_reason(stack):
     w = stack.worker("--runtime", "tpu")
     assert w.wait(timeout=30) != 0

@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "tools" / "model"))
 
 from conftest import PHOTOS  # noqa: E402
+import calibrate  # noqa: E402
 import convert  # noqa: E402
 
 ID = "0123456789abcdef0123456789abcdef"
@@ -97,8 +98,9 @@ def exif_seeds() -> dict[str, bytes]:
     return seeds
 
 
-def tiny_model() -> bytes:
-    """Every layer type of the format in a few hundred bytes of weights."""
+def tiny_model(calibrated: bool = False) -> bytes:
+    """Every layer type of the format in a few hundred bytes of weights; with int8 calibration (made-up
+    ranges: the parser's checks are the point, not the numbers) when `calibrated`."""
     rng = np.random.default_rng(0)
     r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
     sd = {"c0.weight": r(4, 3, 3, 3), "c0.bias": r(4),
@@ -117,6 +119,9 @@ def tiny_model() -> bytes:
     try:
         convert.write_imgw(path, convert.fold(g.layers), ["cat", "dog", "caf\u00e9"],
                            {"arch": "tiny", "source": {"file": "seed", "sha256": "0" * 64}})
+        if calibrated:
+            n = len(g.layers) + 1
+            calibrate.write_calibration(path, {"ranges": [[0.0, 1.0 + v] for v in range(n)], "fp32_layers": [0]})
         return path.read_bytes()
     finally:
         path.unlink(missing_ok=True)
@@ -137,7 +142,7 @@ def main(argv: list[str]) -> int:
     corpora = {
         "image": images,
         "exif": exif_seeds(),
-        "model_file": {"tiny.imgw": tiny_model()},
+        "model_file": {"tiny.imgw": tiny_model(), "tiny_calibrated.imgw": tiny_model(calibrated=True)},
         "message": {"request_photo.json": json.dumps(req, separators=(",", ":")).encode()},
         "web_upload": {"photo": b"\x00" + multipart("myfile", "grace_hopper.jpg", small_jpg),
                        "photo_chunked": b"\x02" + multipart("myfile", "a.jpg", small_jpg)},

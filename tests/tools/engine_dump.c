@@ -15,7 +15,7 @@
 #include <xnnpack.h>
 
 typedef struct dump_opts {
-    const char *model, *tensor, *image, *preprocess, *tensor_out, *logits, *runtime;
+    const char *model, *tensor, *image, *preprocess, *tensor_out, *logits, *runtime, *precision;
     unsigned long batch, height, width, threads;
 } dump_opts;
 
@@ -82,6 +82,7 @@ int main(int argc, char **argv)
         {"width", CONFIG_UINT, "224", "width of --tensor", 1, 4096, &o.width},
         {"threads", CONFIG_UINT, "1", "threads", 1, 64, &o.threads},
         {"runtime", CONFIG_STR, "auto", "auto, onednn or native", 0, 0, &o.runtime},
+        {"precision", CONFIG_STR, "fp32", "fp32, bf16 or int8", 0, 0, &o.precision},
     };
     config_args args;
     imgcls_errbuf eb = {{0}};
@@ -96,6 +97,8 @@ int main(int argc, char **argv)
     cfg.threads = (unsigned)o.threads;
     if (!rc && network_runtime_parse(o.runtime, &cfg.runtime))
         rc = imgcls_fail(&eb, IMGCLS_EINVAL, "--runtime must be auto, onednn or native");
+    if (!rc && network_precision_parse(o.precision, &cfg.precision))
+        rc = imgcls_fail(&eb, IMGCLS_EINVAL, "--precision must be fp32, bf16 or int8");
     if (!rc)
         rc = engine_open(&cfg, &e, &eb);
     uint32_t h = (uint32_t)o.height, w = (uint32_t)o.width;

@@ -6,8 +6,9 @@ Steps, each skipped when its output is already good:
 
 1. ``DIR/mobilenet_v2-b0353104.pth``  (fetched; kept while its sha256 matches)
 2. ``DIR/imagenet_labels.txt``        (fetched; kept while its sha256 matches)
-3. ``DIR/mobilenet_v2.imgw``          (converted; kept while newer than the
-   weights, the labels and the converter's own source files)
+3. ``DIR/mobilenet_v2.imgw``          (converted, then calibrated for int8 on
+   photos from scikit-image and matplotlib (calibrate.py); kept while newer
+   than the weights, the labels and the converter's and calibrator's sources)
 
 Wheels are cached in ``DIR/cache``, so once that is warm nothing touches the
 network, and a run with everything in place takes well under a second.
@@ -22,12 +23,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import calibrate  # noqa: E402
 import convert  # noqa: E402
 import fetch_weights  # noqa: E402
 
 ARCH = "mobilenet_v2"
 # The converter's sources are inputs too: a fix to them must rebuild the file.
-CONVERTER_SOURCES = [HERE / "convert.py", HERE / "pth_reader.py"]
+CONVERTER_SOURCES = [HERE / "convert.py", HERE / "pth_reader.py", HERE / "calibrate.py", HERE / "photos.py",
+                     HERE / "onnx_ref.py"]
 
 
 def is_up_to_date(output: Path, inputs: list[Path]) -> bool:
@@ -45,8 +48,11 @@ def build(directory: Path) -> Path:
     if is_up_to_date(out, [weights, labels, *CONVERTER_SOURCES]):
         print(f"build_models: {out} is up to date")
         return out
-    convert.convert(ARCH, weights, labels, out)
-    print(f"build_models: wrote {out} ({out.stat().st_size} bytes)")
+    tmp = out.with_suffix(".imgw.part")  # the file appears only once calibrated
+    convert.convert(ARCH, weights, labels, tmp)
+    cal = calibrate.calibrate(tmp)
+    tmp.replace(out)
+    print(f"build_models: wrote {out} ({out.stat().st_size} bytes; int8 calibrated on {len(cal['photos'])} photos)")
     return out
 
 
@@ -56,7 +62,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         build(args.dir)
-    except (fetch_weights.FetchError, convert.ConvertError, convert.PthError, OSError,
+    except (fetch_weights.FetchError, convert.ConvertError, convert.PthError, OSError, ValueError,
             zipfile.BadZipFile) as e:
         print(f"build_models: ERROR: {e}", file=sys.stderr)
         return 1
