@@ -5,13 +5,18 @@ Every row runs imgcls and its competitor on the same inputs, interleaved, and re
 ratios (> 1 means imgcls is faster or smaller). The machine is shared and noisy, so single absolute
 times mean little; the ratios are the numbers to quote.
 
-  network   MobileNetV2 batch 1, the network alone: C engine vs ONNX Runtime on the same folded graph
-  pipeline  JPEG bytes to top-5: imgcls vs Pillow decode + torchvision-style resize/crop/normalise + ORT
+  network   MobileNetV2 batch 1, the network alone: C engine vs ONNX Runtime on the same folded graph,
+            per precision: fp32 and int8 (against ORT fp32, and int8 against ORT's static QDQ int8 with
+            per-channel weights, calibrated on the same photos), bf16 where the CPU has AMX
+  accuracy  int8 (and bf16) top-1 / top-5 agreement with fp32 on the held-out photos, both preprocessing
+            modes (tools/model/accuracy.py)
+  pipeline  JPEG bytes to top-5: imgcls (fp32, int8) vs Pillow decode + torchvision-style
+            resize/crop/normalise + ORT fp32
   decode    decode + preprocess of a 500x375 and a 12 MP JPEG: imgcls vs Pillow
   cold      process start to first result: `imgcls classify` vs a Python + ONNX Runtime process
   memory    peak RSS of `imgcls classify` on one image
   system    the whole local system (`imgcls up`, 2 workers) under `imgcls loadgen`, against the bare
-            engine's images/s on the same photos in the same run
+            engine's images/s on the same photos in the same run, in fp32 and in int8
   scale     autoscaling: `imgcls up --max-workers <CPUs>` under a sustained load (how soon the first extra
             worker starts, how soon after the drain the fleet is back at the minimum), and `imgcls
             simulate` on the AWS shape (30 s boot, 1 to 19 instances) for the 100-image burst, the
@@ -40,14 +45,14 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools" / "model"))
 sys.path.insert(0, str(REPO / "bench"))
+import accuracy  # noqa: E402
 import onnx_ref  # noqa: E402
+import photos as photo_sets  # noqa: E402
 import proc_cpu  # noqa: E402
 
 MODEL = REPO / "models" / "mobilenet_v2.imgw"
 PHOTOS = [Path("/usr/share/darknet/data") / n for n in ("dog.jpg", "eagle.jpg", "giraffe.jpg", "horses.jpg",
                                                        "kite.jpg", "person.jpg")]
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def median(xs):
@@ -69,6 +74,37 @@ def ort_session(threads: int):
     return onnx_ref.make_session(onnx_ref.build_onnx_from_imgw(MODEL), optimize=True, threads=threads)
 
 
+def ort_int8_session(threads: int, folder: Path):
+    """ONNX Runtime's static int8: QDQ, u8 activations, s8 weights per channel (min/max calibration), on
+    the photos the engine's int8 was calibrated on, in imagenet mode."""
+    import logging
+
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    logging.getLogger().setLevel(logging.ERROR)  # its advice to run its pre-processing script first
+    fp32, int8 = folder / "fp32.onnx", folder / "int8.onnx"
+    if not int8.exists():
+        onnx.save(onnx_ref.build_onnx_from_imgw(MODEL), fp32)
+        xs = iter([photo_sets.imagenet_tensor(photo_sets.load_rgb(p)) for p in photo_sets.calibration_photos()])
+
+        class Reader(CalibrationDataReader):
+            def get_next(self):
+                x = next(xs, None)
+                return None if x is None else {"input": x}
+
+        quantize_static(str(fp32), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    return ort.InferenceSession(str(int8), so, providers=["CPUExecutionProvider"])
+
+
+def cpu_has_amx(build: Path) -> bool:
+    return c_bench_info(build, "network", "--iters", 1, "--warmup", 0)["isa"] == "avx512_core_amx"
+
+
 def time_calls(fn, iters: int, warmup: int = 5) -> list[float]:
     for _ in range(warmup):
         fn()
@@ -80,36 +116,68 @@ def time_calls(fn, iters: int, warmup: int = 5) -> list[float]:
     return ms
 
 
-# The network rows: each runtime of the engine against ONNX Runtime, interleaved in the same rounds.
-# "oneDNN, ISA capped to AVX2" stands in for an AVX2-only CPU (on one, it is the same as uncapped).
-NETWORK_SIDES = [("oneDNN", ["--runtime", "onednn"], {}),
-                 ("oneDNN, ISA capped to AVX2", ["--runtime", "onednn"], {"ONEDNN_MAX_CPU_ISA": "AVX2"}),
-                 ("native kernels", ["--runtime", "native"], {})]
+# The network rows: each runtime and precision of the engine against ONNX Runtime, interleaved in the same
+# rounds. "ISA capped to AVX2" stands in for an AVX2-only CPU (on one, it is the same as uncapped).
+AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+NETWORK_SIDES = [("fp32", "oneDNN", ["--runtime", "onednn"], {}),
+                 ("fp32", "oneDNN, ISA capped to AVX2", ["--runtime", "onednn"], AVX2),
+                 ("fp32", "native kernels", ["--runtime", "native"], {}),
+                 ("int8", "oneDNN", ["--precision", "int8"], {}),
+                 ("int8", "oneDNN, ISA capped to AVX2", ["--precision", "int8"], AVX2),
+                 ("bf16", "oneDNN", ["--precision", "bf16"], {})]
 
 
 def bench_network(build: Path, iters: int, rounds: int) -> list[dict]:
     rows = []
+    amx = cpu_has_amx(build)
+    sides = [s for s in NETWORK_SIDES if s[0] != "bf16" or amx]
     x = np.random.default_rng(0).standard_normal((1, 224, 224, 3), dtype=np.float32)
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / "in.f32"
         x.tofile(src)
         for threads in (1, 2):
-            sess, xin = ort_session(threads), {"input": np.ascontiguousarray(x.transpose(0, 3, 1, 2))}
-            c, isa, o = {name: [] for name, _, _ in NETWORK_SIDES}, {}, []
+            xin = {"input": np.ascontiguousarray(x.transpose(0, 3, 1, 2))}
+            sess, qsess = ort_session(threads), ort_int8_session(threads, Path(d))
+            c, isa = {(p, n): [] for p, n, _, _ in sides}, {}
+            o, oq = [], []
             for _ in range(rounds):  # interleave, so a noisy moment hurts every side alike
-                for name, flags, env in NETWORK_SIDES:
+                for prec, name, flags, env in sides:
                     info = c_bench_info(build, "network", "--threads", threads, "--iters", iters, "--input", src,
                                         *flags, env=env)
-                    c[name] += info["ms"]
-                    isa[name] = info["isa"]
+                    c[prec, name] += info["ms"]
+                    isa[prec, name] = info["isa"]
                 o += time_calls(lambda: sess.run(None, xin), iters)
-            for name, _, _ in NETWORK_SIDES:
-                rows.append({"row": f"network fp32, batch 1, {threads} thread(s), {name} ({isa[name]})",
-                             "imgcls_ms": median(c[name]), "other": "ONNX Runtime", "other_ms": median(o)})
-            dnn, nat = median(c["oneDNN"]), median(c["native kernels"])
+                oq += time_calls(lambda: qsess.run(None, xin), iters)
+            for prec, name, _, _ in sides:
+                rows.append({"row": f"network {prec}, batch 1, {threads} thread(s), {name} ({isa[prec, name]})",
+                             "imgcls_ms": median(c[prec, name]), "other": "ONNX Runtime fp32", "other_ms": median(o)})
+                if prec == "int8":
+                    rows.append({"row": f"network int8, batch 1, {threads} thread(s), {name} ({isa[prec, name]})",
+                                 "imgcls_ms": median(c[prec, name]), "other": "ONNX Runtime int8 (QDQ, per channel)",
+                                 "other_ms": median(oq)})
+            dnn, nat = median(c["fp32", "oneDNN"]), median(c["fp32", "native kernels"])
             rows.append({"row": f"network fp32, {threads} thread(s): oneDNN against the native kernels",
                          "imgcls": f"{dnn:.2f} ms", "other": "native kernels", "other_v": f"{nat:.2f} ms",
                          "ratio": f"{nat / dnn:.2f}x"})
+            if not amx:
+                rows.append({"row": f"network bf16, {threads} thread(s)", "imgcls": "skipped", "other": "",
+                             "other_v": "", "ratio": f"bf16 needs AMX; this CPU's oneDNN ISA is {isa['fp32', 'oneDNN']}"})
+    return rows
+
+
+def bench_accuracy(build: Path) -> list[dict]:
+    """Agreement with fp32 on the held-out photos: int8, and bf16 where it runs."""
+    precisions = ["int8", "bf16"] if cpu_has_amx(build) else ["int8"]
+    rows = []
+    for p in precisions:
+        for r in accuracy.measure(build / "imgcls", MODEL, p):
+            target = "97% / 95%" if p == "int8" else "99% / -"
+            rows.append({"row": f"{p} agreement with fp32, {r['mode']} mode, {r['photos']} held-out photos",
+                         "imgcls": f"top-1 {r['top1']:.1%}", "other": "top-5 overlap", "other_v": f"{r['top5']:.1%}",
+                         "ratio": f"target {target}"})
+    if "bf16" not in precisions:
+        rows.append({"row": "bf16 agreement with fp32", "imgcls": "skipped", "other": "", "other_v": "",
+                     "ratio": "bf16 needs AMX, which this CPU does not have"})
     return rows
 
 
@@ -118,17 +186,7 @@ def pillow_preprocess(data: bytes) -> np.ndarray:
     ToTensor, Normalize."""
     import io
 
-    img = Image.open(io.BytesIO(data)).convert("RGB")
-    w, h = img.size
-    if w <= h:
-        size = (256, int(256 * h / w))
-    else:
-        size = (int(256 * w / h), 256)
-    img = img.resize(size, Image.BILINEAR)
-    left, top = int(round((size[0] - 224) / 2.0)), int(round((size[1] - 224) / 2.0))
-    img = img.crop((left, top, left + 224, top + 224))
-    a = (np.asarray(img, np.float32) / 255.0 - MEAN) / STD
-    return np.ascontiguousarray(a.transpose(2, 0, 1))[None]
+    return photo_sets.imagenet_tensor(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 def bench_pipeline(build: Path, iters: int, rounds: int) -> list[dict]:
@@ -140,12 +198,15 @@ def bench_pipeline(build: Path, iters: int, rounds: int) -> list[dict]:
             logits = sess.run(None, {"input": pillow_preprocess(b)})[0][0]
             np.argsort(-logits)[:5]
 
-    c, o = [], []
+    c, q, o = [], [], []
     for _ in range(rounds):
         c += c_bench(build, "pipeline", "--iters", iters, *PHOTOS)
+        q += c_bench(build, "pipeline", "--iters", iters, "--precision", "int8", *PHOTOS)
         o += [t / len(blobs) for t in time_calls(competitor, iters, warmup=1)]
-    return [{"row": "pipeline, JPEG bytes to top-5, 1 thread", "imgcls_ms": median(c),
-             "other": "Pillow + ONNX Runtime", "other_ms": median(o)}]
+    return [{"row": "pipeline fp32, JPEG bytes to top-5, 1 thread", "imgcls_ms": median(c),
+             "other": "Pillow + ONNX Runtime fp32", "other_ms": median(o)},
+            {"row": "pipeline int8, JPEG bytes to top-5, 1 thread", "imgcls_ms": median(q),
+             "other": "Pillow + ONNX Runtime fp32", "other_ms": median(o)}]
 
 
 def make_jpeg(path: Path, size: tuple[int, int]):
@@ -214,21 +275,23 @@ def loadgen(build: Path, url: str, folder: Path, n: int, concurrency: int) -> di
     return json.loads(r.stdout)
 
 
-def engine_throughput(build: Path, procs: int, iters: int) -> tuple[float, float, float]:
+def engine_throughput(build: Path, procs: int, iters: int, precision: str) -> tuple[float, float, float]:
     """Images/s of `procs` bare-engine processes side by side (1 thread each), their median ms, and
     their CPU ms per image (`imgcls bench`'s cpu_ms: the engine's own CPU, start-up left out)."""
-    cmd = [build / "imgcls", "bench", "pipeline", "--model", MODEL, "--iters", str(iters), *PHOTOS]
+    cmd = [build / "imgcls", "bench", "pipeline", "--model", MODEL, "--iters", str(iters), "--precision", precision,
+           *PHOTOS]
     ps = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(procs)]
     outs = [json.loads(p.communicate()[0]) for p in ps]
     meds = [median(o["ms"]) for o in outs]
     return sum(1000.0 / m for m in meds), median(meds), median([o["cpu_ms"] for o in outs])
 
 
-def start_up(build: Path, data: Path) -> tuple[subprocess.Popen, str]:
+def start_up(build: Path, data: Path, precision: str = "fp32") -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([build / "imgcls", "up", "--port", str(port), "--data-dir", data, "--min-workers", "2", "--max-workers", "2"],
+    proc = subprocess.Popen([build / "imgcls", "up", "--port", str(port), "--data-dir", data, "--min-workers", "2",
+                             "--max-workers", "2", "--precision", precision],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     import urllib.request
@@ -244,38 +307,46 @@ def start_up(build: Path, data: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("imgcls up did not become healthy")
 
 
-def bench_system(build: Path, iters: int) -> list[dict]:
+def bench_system(build: Path, iters: int, precision: str = "fp32") -> list[dict]:
+    full = precision == "fp32"  # int8: the throughput and CPU rows only
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d) / "images"
         folder.mkdir()
         for p in PHOTOS:
             shutil.copy(p, folder / p.name)
-        proc, url = start_up(build, Path(d) / "data")
+        proc, url = start_up(build, Path(d) / "data", precision)
         try:
             loadgen(build, url, folder, 20, 4)  # warm up: runtimes built, pages touched
-            engine_ips, engine_ms, engine_cpu = engine_throughput(build, 2, iters)
+            engine_ips, engine_ms, engine_cpu = engine_throughput(build, 2, iters, precision)
             pids = proc_cpu.tree(proc.pid)
             roles = {p: proc_cpu.role(p) for p in pids}
             before = proc_cpu.cpu_s(pids)
             tput = loadgen(build, url, folder, 300, 32)
             cpu = proc_cpu.per_role_ms(before, proc_cpu.cpu_s(pids), roles, 300)
-            engine_ips2, engine_ms2, engine_cpu2 = engine_throughput(build, 2, iters)  # before and after: noise shows
-            single = loadgen(build, url, folder, 50, 1)
-            burst = loadgen(build, url, folder, 100, 0)
-            hold = loadgen(build, url, folder, 2000, 0)
+            # before and after: noise shows
+            engine_ips2, engine_ms2, engine_cpu2 = engine_throughput(build, 2, iters, precision)
+            if full:
+                single = loadgen(build, url, folder, 50, 1)
+                burst = loadgen(build, url, folder, 100, 0)
+                hold = loadgen(build, url, folder, 2000, 0)
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=60)
     base = (engine_ips + engine_ips2) / 2
     outside = sum(cpu.values()) - (engine_cpu + engine_cpu2) / 2
     parts = ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items()) if v >= 0.005)
-    return [
-        {"row": "CPU per request outside decode and inference, all tiers", "imgcls": f"{outside:.2f} ms",
+    target = "0.80" if full else "0.60"
+    rows = [
+        {"row": f"CPU per request outside decode and inference, all tiers, {precision}", "imgcls": f"{outside:.2f} ms",
          "other": "CPU ms per request by process", "other_v": parts,
          "ratio": "target <= 1.5 ms"},
-        {"row": "system throughput, 2 workers, 32 in flight", "imgcls": f"{tput['throughput_rps']:.1f} img/s",
-         "other": "bare engine, 2 processes", "other_v": f"{base:.1f} img/s",
-         "ratio": f"{tput['throughput_rps'] / base:.2f} of the engine (target >= 0.80)"},
+        {"row": f"system throughput {precision}, 2 workers, 32 in flight",
+         "imgcls": f"{tput['throughput_rps']:.1f} img/s",
+         "other": f"bare engine {precision}, 2 processes", "other_v": f"{base:.1f} img/s",
+         "ratio": f"{tput['throughput_rps'] / base:.2f} of the engine (target >= {target})"}]
+    if not full:
+        return rows
+    return rows + [
         {"row": "system latency, one request at a time (p50)", "imgcls": f"{single['latency_ms']['p50']:.1f} ms",
          "other": "bare engine, JPEG to top-5", "other_v": f"{engine_ms:.1f} ms",
          "ratio": f"+{single['latency_ms']['p50'] - engine_ms:.1f} ms (target <= +5 ms)"},
@@ -407,14 +478,17 @@ def main() -> int:
     ap.add_argument("--iters", type=int, default=30, help="timed iterations per round")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per side")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON too")
-    ap.add_argument("--only", choices=["network", "pipeline", "decode", "cold", "system", "scale"], action="append")
+    ap.add_argument("--only", choices=["network", "accuracy", "pipeline", "decode", "cold", "system", "scale"],
+                    action="append")
     args = ap.parse_args()
     build = Path(args.build)
     build = build if build.is_absolute() else REPO / build
-    parts = args.only or ["network", "pipeline", "decode", "cold", "system", "scale"]
+    parts = args.only or ["network", "accuracy", "pipeline", "decode", "cold", "system", "scale"]
     rows = []
     if "network" in parts:
         rows += bench_network(build, args.iters, args.rounds)
+    if "accuracy" in parts:
+        rows += bench_accuracy(build)
     if "pipeline" in parts:
         rows += bench_pipeline(build, max(3, args.iters // 5), args.rounds)
     if "decode" in parts:
@@ -422,10 +496,12 @@ def main() -> int:
     if "cold" in parts:
         rows += bench_cold(build, 10)
     if "system" in parts:
-        rows += bench_system(build, args.iters)
+        rows += bench_system(build, args.iters) + bench_system(build, args.iters, "int8")
     if "scale" in parts:
         rows += bench_scale_local(build) + bench_scale_sim(build)
-    print(f"imgcls bench, {os.cpu_count()} CPUs, medians of {args.rounds} interleaved rounds\n")
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), "unknown CPU")
+    print(f"imgcls bench, {cpu}, {os.cpu_count()} CPUs, medians of {args.rounds} interleaved rounds\n")
     print_table(rows)
     if args.json:
         print(json.dumps(rows, indent=1))
