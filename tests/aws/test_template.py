@@ -46,7 +46,7 @@ SUB_VALUES = {
     "ResponseQueue": "https://sqs.us-east-1.amazonaws.com/123456789012/imgcls-responses",
     "InputBucket": "imgcls-inputbucket-x", "OutputBucket": "imgcls-outputbucket-y",
     "ArtifactsBucket": "artifacts", "ReleaseKey": "releases/imgcls-1-linux-x86_64.tar.gz",
-    "WebPort": "80", "WorkerThreads": "2", "VisibilityTimeout": "30", "WarmPool": "false",
+    "WebPort": "80", "WorkerThreads": "2", "WorkerPrecision": "fp32", "VisibilityTimeout": "30", "WarmPool": "false",
     "MinWorkers": "1", "MaxWorkers": "19", "ControllerPolicy": "backlog", "MetricsNamespace": "imgcls",
 }
 
@@ -138,7 +138,7 @@ def test_env_files_follow_the_user_data_contract(tpl, controller):
     assert w["IMGCLS_OUT_BUCKET"] == "s3://imgcls-outputbucket-y"
     assert w["IMGCLS_FLEET"] == "asg://imgcls-workers"
     assert w["IMGCLS_MODEL"] == "/opt/imgcls/share/imgcls/mobilenet_v2.imgw"
-    assert {"IMGCLS_THREADS", "IMGCLS_VISIBILITY"} <= set(w)
+    assert {"IMGCLS_THREADS", "IMGCLS_VISIBILITY"} <= set(w) and w["IMGCLS_PRECISION"] == "fp32"
 
     web = env_files(user_data(tpl, "web", controller))
     assert sorted(web) == (["scaler", "web"] if controller else ["web"])
