@@ -6,10 +6,12 @@
  *   per image against the engine's 7.94;
  * - AMD EPYC (Zen 3), AVX2 only, 2 vCPUs, `bench/bench.py --only network --rounds 7 --iters 40`,
  *   2026-12-02, interleaved, medians: 1 thread oneDNN (jit_1x1:avx2, jit_dw:avx2) 8.64 ms, with
- *   ONEDNN_MAX_CPU_ISA=AVX2 8.52, native 9.13, ONNX Runtime 9.91; 2 threads 4.83 / 4.80 / 5.33 / 5.36.
+ *   ONEDNN_MAX_CPU_ISA=AVX2 8.52, native 9.13, ONNX Runtime 9.91; 2 threads 4.83 / 4.80 / 5.33 / 5.36;
+ * - the same machine, `make bench` of 2026-12-03: 1 thread oneDNN 8.21 ms, native 8.83; 2 threads 4.73,
+ *   5.14.
  * So the native kernels would be kept for auto only on an AVX2 CPU where they measure faster, and none has.
- * The native runtime stays selectable (--runtime native) and is the fallback for a graph oneDNN refuses;
- * whether to delete its kernels is decided with measurements on more CPUs (issue 8). */
+ * The native runtime stays selectable (--runtime native, fp32 only) and is the fallback for an fp32 graph
+ * oneDNN refuses; deleting it (and XNNPACK with it) is issue 8's open step. */
 #include "engine/network.h"
 
 #include "common/log.h"
