@@ -116,12 +116,11 @@ def time_calls(fn, iters: int, warmup: int = 5) -> list[float]:
     return ms
 
 
-# The network rows: each runtime and precision of the engine against ONNX Runtime, interleaved in the same
+# The network rows: each precision of the engine against ONNX Runtime, interleaved in the same
 # rounds. "ISA capped to AVX2" stands in for an AVX2-only CPU (on one, it is the same as uncapped).
 AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
-NETWORK_SIDES = [("fp32", "oneDNN", ["--runtime", "onednn"], {}),
-                 ("fp32", "oneDNN, ISA capped to AVX2", ["--runtime", "onednn"], AVX2),
-                 ("fp32", "native kernels", ["--runtime", "native"], {}),
+NETWORK_SIDES = [("fp32", "oneDNN", [], {}),
+                 ("fp32", "oneDNN, ISA capped to AVX2", [], AVX2),
                  ("int8", "oneDNN", ["--precision", "int8"], {}),
                  ("int8", "oneDNN, ISA capped to AVX2", ["--precision", "int8"], AVX2),
                  ("bf16", "oneDNN", ["--precision", "bf16"], {})]
@@ -155,10 +154,6 @@ def bench_network(build: Path, iters: int, rounds: int) -> list[dict]:
                     rows.append({"row": f"network int8, batch 1, {threads} thread(s), {name} ({isa[prec, name]})",
                                  "imgcls_ms": median(c[prec, name]), "other": "ONNX Runtime int8 (QDQ, per channel)",
                                  "other_ms": median(oq)})
-            dnn, nat = median(c["fp32", "oneDNN"]), median(c["fp32", "native kernels"])
-            rows.append({"row": f"network fp32, {threads} thread(s): oneDNN against the native kernels",
-                         "imgcls": f"{dnn:.2f} ms", "other": "native kernels", "other_v": f"{nat:.2f} ms",
-                         "ratio": f"{nat / dnn:.2f}x"})
             if not amx:
                 rows.append({"row": f"network bf16, {threads} thread(s)", "imgcls": "skipped", "other": "",
                              "other_v": "", "ratio": f"bf16 needs AMX; this CPU's oneDNN ISA is {isa['fp32', 'oneDNN']}"})

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   build-essential cmake pkg-config clang python3-venv time
-  libxnnpack-dev libpthreadpool-dev libturbojpeg0-dev libspng-dev libexif-dev
+  libturbojpeg0-dev libspng-dev libexif-dev
   libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev libssl-dev libcmocka-dev
   libdnnl-dev   # oneDNN 2.6, the network runtime (src/engine/dnnl_net.c); brings libgomp
   libxml2-dev   # AWS XML responses (S3, Auto Scaling, CloudWatch): src/aws/aws_xml.c

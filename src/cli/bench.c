@@ -16,10 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <xnnpack.h>
 
 typedef struct bench_opts {
-    const char *model, *input, *runtime, *precision;
+    const char *model, *input, *precision;
     unsigned long threads, iters, warmup;
 } bench_opts;
 
@@ -68,7 +67,7 @@ static int load_input(const char *path, float *x, size_t count, imgcls_errbuf *e
 static int bench_network(engine *e, const bench_opts *o, double *ms, imgcls_errbuf *eb)
 {
     size_t count = (size_t)IMAGE_CROP * IMAGE_CROP * 3;
-    float *x = malloc(count * sizeof(float) + XNN_EXTRA_BYTES);
+    float *x = malloc(count * sizeof(float));
     float *logits = malloc(engine_model(e)->num_classes * sizeof(float));
     int rc = x && logits ? load_input(o->input, x, count, eb) : IMGCLS_ENOMEM;
     for (unsigned long i = 0; !rc && i < o->warmup + o->iters; i++) {
@@ -136,8 +135,6 @@ static int run_mode(const char *mode, const bench_opts *o, char **files, int nfi
     cfg.model_path = o->model;
     cfg.threads = (unsigned)o->threads;
     int rc = ms ? 0 : IMGCLS_ENOMEM;
-    if (!rc && network_runtime_parse(o->runtime, &cfg.runtime))
-        rc = imgcls_fail(eb, IMGCLS_EINVAL, "--runtime must be auto, onednn or native, not '%s'", o->runtime);
     if (!rc && network_precision_parse(o->precision, &cfg.precision))
         rc = imgcls_fail(eb, IMGCLS_EINVAL, "--precision must be fp32, bf16 or int8, not '%s'", o->precision);
     if (!rc && !is_dec)
@@ -163,9 +160,6 @@ int cli_bench(int argc, char **argv)
         {"model", CONFIG_STR, NULL, "weight file", 0, 0, &o.model},
         {"input", CONFIG_STR, NULL, "network mode: raw float32 224x224x3 NHWC input", 0, 0, &o.input},
         {"threads", CONFIG_UINT, "1", "threads for the network", 1, 64, &o.threads},
-        {"runtime", CONFIG_STR, "auto",
-         "network runtime: onednn, native, or auto (the faster one measured: oneDNN; docs/engine.md)", 0, 0,
-         &o.runtime},
         {"precision", CONFIG_STR, "fp32", ENGINE_PRECISION_HELP, 0, 0, &o.precision},
         {"iters", CONFIG_UINT, "50", "timed iterations", 1, 100000, &o.iters},
         {"warmup", CONFIG_UINT, "5", "untimed iterations first", 0, 100000, &o.warmup},

@@ -19,14 +19,14 @@
 #include <string.h>
 
 typedef struct classify_opts {
-    const char *model, *preprocess, *runtime, *precision;
+    const char *model, *preprocess, *precision;
     unsigned long top, threads, batch, max_bytes, max_pixels, max_image_mb;
     bool json;
 } classify_opts;
 
 static const char USAGE[] =
     "usage: imgcls classify [--model FILE] [--preprocess imagenet|reference] [--top K] [--threads N]\n"
-    "                       [--runtime auto|onednn|native] [--precision fp32|bf16|int8] [--json] FILE...\n\n"
+    "                       [--precision fp32|bf16|int8] [--json] FILE...\n\n"
     "Classifies each FILE (JPEG or PNG) with the ImageNet-1k network and prints NAME:LABEL per file,\n"
     "or one JSON object per line with --json.";
 
@@ -39,9 +39,6 @@ static size_t options(classify_opts *o, config_opt *t)
          &o->preprocess},
         {"top", CONFIG_UINT, "5", "classes listed in --json output", 1, ENGINE_MAX_TOP, &o->top},
         {"threads", CONFIG_UINT, "1", "threads for the network", 1, 64, &o->threads},
-        {"runtime", CONFIG_STR, "auto",
-         "network runtime: onednn, native, or auto (the faster one measured: oneDNN; docs/engine.md)", 0, 0,
-         &o->runtime},
         {"precision", CONFIG_STR, "fp32", ENGINE_PRECISION_HELP, 0, 0, &o->precision},
         {"batch", CONFIG_UINT, "1", "images run through the network together", 1, 64, &o->batch},
         {"max-bytes", CONFIG_UINT, "20971520", "largest image file accepted, in bytes", 1, 1ul << 31,
@@ -160,11 +157,6 @@ int cli_classify(int argc, char **argv)
     cfg.max_memory = (size_t)o.max_image_mb << 20;
     if (preprocess_mode_parse(o.preprocess, &cfg.mode)) {
         fprintf(stderr, "imgcls classify: --preprocess must be imagenet or reference, not '%s'\n", o.preprocess);
-        status = 2;
-        goto out;
-    }
-    if (network_runtime_parse(o.runtime, &cfg.runtime)) {
-        fprintf(stderr, "imgcls classify: --runtime must be auto, onednn or native, not '%s'\n", o.runtime);
         status = 2;
         goto out;
     }

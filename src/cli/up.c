@@ -75,7 +75,7 @@
 #define UP_PROBE_EVERY_MS 50     /* between probes until the web tier answers */
 
 typedef struct up_opts {
-    const char *data_dir, *bind, *model, *policy, *runtime, *precision;
+    const char *data_dir, *bind, *model, *policy, *precision;
     unsigned long port, min_workers, max_workers, threads, visibility, timeout, backoff_max;
 } up_opts;
 
@@ -535,7 +535,7 @@ static void build_children(const up_opts *o, const char *self, const char *abs, 
     for (size_t i = 0; i < o->max_workers; i++) {
         snprintf(slot_fleet[i], sizeof slot_fleet[i], "%s?slot=%zu", fleet, i + 1);
         const char *wk[] = {"--queue", q, "--in-bucket", in, "--out-bucket", out, "--visibility", vis, "--threads",
-                            threads, "--runtime", o->runtime, "--precision", o->precision, "--fleet", slot_fleet[i], "--model", model};
+                            threads, "--precision", o->precision, "--fleet", slot_fleet[i], "--model", model};
         size_t nwk = sizeof wk / sizeof *wk - (o->model ? 0 : 2);
         child_args(&u->kids[UP_KID_WORKER0 + i], self, "worker", (unsigned)(1 + i), wk, nwk);
     }
@@ -621,7 +621,6 @@ int cli_up(int argc, char **argv)
         {"policy", CONFIG_STR, "backlog", "scaling policy: backlog, threshold or alarm (imgcls scaler)", 0, 0,
          &o.policy},
         {"threads", CONFIG_UINT, "1", "network threads per worker", 1, 64, &o.threads},
-        {"runtime", CONFIG_STR, "auto", "network runtime of the workers: onednn, native or auto", 0, 0, &o.runtime},
         {"precision", CONFIG_STR, "fp32", ENGINE_PRECISION_HELP, 0, 0, &o.precision},
         {"model", CONFIG_STR, NULL, "weight file (default: the built model)", 0, 0, &o.model},
         {"visibility", CONFIG_UINT, "30", "seconds before an unanswered request is handed out again", 3, 43200,
@@ -651,12 +650,6 @@ int cli_up(int argc, char **argv)
     }
     u->sfd = -1;
     u->backoff_max = (unsigned)o.backoff_max;
-    network_runtime rt;
-    if (network_runtime_parse(o.runtime, &rt)) {
-        fprintf(stderr, "imgcls up: --runtime must be auto, onednn or native, not '%s'\n", o.runtime);
-        status = 2;
-        goto out;
-    }
     network_precision prec;
     if (network_precision_parse(o.precision, &prec)) {
         fprintf(stderr, "imgcls up: --precision must be fp32, bf16 or int8, not '%s'\n", o.precision);

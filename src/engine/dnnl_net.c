@@ -4,7 +4,7 @@
  * descriptor, with layouts `any` so that oneDNN picks its blocked formats (nChw8c on AVX2, nChw16c on
  * AVX-512); a value's memory descriptor is whatever its producer chose, and a consumer that wants
  * another layout gets a reorder into a temporary buffer first. Each buffer gets an offset in one arena,
- * first fit over the values' lifetimes (as network.c's native plans). The second pass allocates the arena
+ * first fit over the values' lifetimes (NETWORK_MAX_PLANS are kept). The second pass allocates the arena
  * and creates the memory objects and primitives. Running a plan is then one dnnl_primitive_execute per
  * step and one stream wait.
  *
@@ -119,7 +119,7 @@ struct dnnl_net {
     dnnl_stream_t strm;
     dnet_layer *layers;
     uint32_t *last_use;
-    dnet_plan plans[NETWORK_MAX_RUNTIMES];
+    dnet_plan plans[NETWORK_MAX_PLANS];
     uint64_t tick;
 };
 
@@ -726,7 +726,7 @@ static int get_plan(dnnl_net *n, size_t batch, uint32_t h, uint32_t w, dnet_plan
 {
     int rc;
     dnet_plan *victim = &n->plans[0];
-    for (size_t i = 0; i < NETWORK_MAX_RUNTIMES; i++) {
+    for (size_t i = 0; i < NETWORK_MAX_PLANS; i++) {
         dnet_plan *p = &n->plans[i];
         if (p->steps && p->batch == batch && p->h == h && p->w == w) {
             p->last_used = ++n->tick;
@@ -922,7 +922,7 @@ void dnnl_net_destroy(dnnl_net *n)
 {
     if (!n)
         return;
-    for (size_t i = 0; i < NETWORK_MAX_RUNTIMES; i++)
+    for (size_t i = 0; i < NETWORK_MAX_PLANS; i++)
         plan_clear(&n->plans[i]);
     for (size_t i = 0; n->layers && i < n->m->nlayers; i++) {
         dnnl_memory_destroy(n->layers[i].w);
@@ -990,7 +990,7 @@ int dnnl_net_plan_bytes(const dnnl_net *n, size_t batch, uint32_t h, uint32_t w,
 
 void dnnl_net_trim(dnnl_net *n, size_t max_bytes)
 {
-    for (size_t i = 0; i < NETWORK_MAX_RUNTIMES; i++)
+    for (size_t i = 0; i < NETWORK_MAX_PLANS; i++)
         if (n->plans[i].steps && n->plans[i].bytes > max_bytes)
             plan_clear(&n->plans[i]);
 }

@@ -1,14 +1,14 @@
 /* The network on oneDNN (Debian 12's libdnnl 2.6, C API, GNU OpenMP runtime).
  *
  * Every line that knows oneDNN's API lives in dnnl_net.c, so that a move to oneDNN 3.x (which removed
- * the operation descriptors used here) touches that one file. network.c dispatches to it or to the
- * native kernels; this interface mirrors network.h's.
+ * the operation descriptors used here) touches that one file. network.c is the engine's side of it;
+ * this interface mirrors network.h's.
  *
  * Each convolution (depthwise ones through groups) and the linear layer (a 1x1 convolution: the model
  * file's linear layer is per pixel) is a oneDNN convolution whose layouts oneDNN chooses; ReLU and ReLU6
  * are eltwise post-ops, and a residual add right after a convolution is a sum post-op that writes in
  * place into the residual's buffer. Weights are reordered once, by dnnl_net_create. Primitives and the
- * activation arena are made once per input shape (a plan, NETWORK_MAX_RUNTIMES kept, least recently
+ * activation arena are made once per input shape (a plan, NETWORK_MAX_PLANS kept, least recently
  * used out). A dnnl_net is used by one thread at a time. */
 #ifndef IMGCLS_ENGINE_DNNL_NET_H
 #define IMGCLS_ENGINE_DNNL_NET_H
@@ -32,7 +32,7 @@ int dnnl_net_bf16_fast(void);
 /* Prepares m (which must outlive the net) to run on `threads` OpenMP threads in precision prec
  * (network.h; int8 needs m->ranges), and builds the plan for one 224x224 image, which reorders (and
  * for int8 quantizes) the weights. Returns 0; IMGCLS_EUNSUPPORTED with eb naming the layer when oneDNN
- * refuses a layer (the caller may run the native kernels instead); IMGCLS_ENOMEM; or IMGCLS_EBACKEND.
+ * refuses a layer; IMGCLS_ENOMEM; or IMGCLS_EBACKEND.
  * On error *out is NULL. */
 int dnnl_net_create(const model_file *m, unsigned threads, network_precision prec, dnnl_net **out,
                     imgcls_errbuf *eb);

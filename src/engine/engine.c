@@ -4,10 +4,10 @@
 #include "engine/network.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xnnpack.h>
 
 struct engine {
     engine_config cfg;
@@ -22,7 +22,6 @@ void engine_config_default(engine_config *cfg)
 {
     cfg->model_path = NULL;
     cfg->threads = 1;
-    cfg->runtime = NETWORK_RUNTIME_AUTO;
     cfg->precision = NETWORK_FP32;
     cfg->mode = PREPROCESS_IMAGENET;
     cfg->limits.max_bytes = IMAGE_DEFAULT_MAX_BYTES;
@@ -55,7 +54,7 @@ int engine_open(const engine_config *cfg, engine **out, imgcls_errbuf *eb)
     int rc = model_file_open(e->cfg.model_path, &e->model, eb);
     if (rc)
         goto out;
-    rc = network_create(e->model, cfg->threads ? cfg->threads : 1, cfg->runtime, cfg->precision, &e->net, eb);
+    rc = network_create(e->model, cfg->threads ? cfg->threads : 1, cfg->precision, &e->net, eb);
     if (rc)
         goto out;
     *out = e;
@@ -97,12 +96,12 @@ int engine_warm_up(engine *e, imgcls_errbuf *eb)
     return network_prepare(e->net, 1, IMAGE_CROP, IMAGE_CROP, eb);
 }
 
-/* Grows *buf to hold at least need floats plus XNNPACK's slack. */
+/* Grows *buf to hold at least need floats. */
 static int ensure_floats(float **buf, size_t *cap, size_t need)
 {
     if (need <= *cap)
         return 0;
-    float *p = realloc(*buf, need * sizeof(float) + XNN_EXTRA_BYTES);
+    float *p = realloc(*buf, need * sizeof(float));
     if (!p)
         return IMGCLS_ENOMEM;
     *buf = p;

@@ -1,4 +1,4 @@
-/* The classification engine: a weight file, a network (oneDNN or native, network.h) and the image
+/* The classification engine: a weight file, a network (on oneDNN, network.h) and the image
  * pipeline, behind one handle. Load once (engine_open), then classify batches of 1..N encoded images.
  *
  * An engine is used by one thread at a time; its own threads (config.threads) are internal. */
@@ -20,7 +20,6 @@
 typedef struct engine_config {
     const char *model_path; /* NULL: engine_default_model_path() */
     unsigned threads;       /* 1 = the caller's thread only */
-    network_runtime runtime; /* auto (network.c's rule), onednn or native */
     network_precision precision; /* fp32, bf16 (fp32 without AMX) or int8 (network.h) */
     preprocess_mode mode;
     image_limits limits;
@@ -38,7 +37,7 @@ typedef struct engine_config {
 /* Reference mode: the RGB pixels (3) and their float tensor (12) are alive together, 16 with a margin. */
 #define ENGINE_REFERENCE_BYTES_PER_PIXEL 16u
 
-/* The defaults: the built model, 1 thread, runtime auto, fp32, imagenet preprocessing, 20 MB / 40 MP limits,
+/* The defaults: the built model, 1 thread, fp32, imagenet preprocessing, 20 MB / 40 MP limits,
  * 1 GiB per image. */
 void engine_config_default(engine_config *cfg);
 
@@ -67,8 +66,8 @@ typedef struct engine_result {
 typedef struct engine engine;
 
 /* Loads the weight file and prepares the network. Returns 0, or the model file's error
- * (IMGCLS_ENOTFOUND, IMGCLS_ECORRUPT), IMGCLS_EINVAL (a precision this runtime or weight file cannot
- * run: network_create) or IMGCLS_EBACKEND, with eb saying which. */
+ * (IMGCLS_ENOTFOUND, IMGCLS_ECORRUPT), IMGCLS_EINVAL (int8 with a weight file that has no calibration:
+ * network_create) or IMGCLS_EBACKEND, with eb saying which. */
 int engine_open(const engine_config *cfg, engine **out, imgcls_errbuf *eb);
 void engine_close(engine *e); /* accepts NULL */
 
@@ -90,7 +89,7 @@ int engine_warm_up(engine *e, imgcls_errbuf *eb);
 int engine_classify(engine *e, const engine_image *images, size_t n, size_t k, engine_result *results,
                     imgcls_errbuf *eb);
 
-/* Runs already-preprocessed input (batch x h x w x 3, NHWC, XNN_EXTRA_BYTES of slack) and writes
+/* Runs already-preprocessed input (batch x h x w x 3, NHWC) and writes
  * batch x num_classes logits. For tests and benchmarks. */
 int engine_run_tensor(engine *e, const float *input, size_t batch, uint32_t h, uint32_t w, float *logits,
                       imgcls_errbuf *eb);

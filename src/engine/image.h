@@ -40,8 +40,7 @@ typedef struct image_rgb8 {
     uint32_t w, h;
 } image_rgb8;
 
-/* The network input: NHWC float32, 3 channels, one image. `data` has XNN_EXTRA_BYTES of slack after
- * the last element, because XNNPACK may read (never write) past the end of its inputs. */
+/* The network input: NHWC float32, 3 channels, one image. */
 typedef struct image_tensor {
     float *data;
     uint32_t w, h;

@@ -24,7 +24,6 @@
  * source rows that the cropped output rows read, and produces just the cropped columns. */
 #include "engine/image.h"
 
-#include <xnnpack.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -58,17 +57,13 @@ void image_tensor_free(image_tensor *t)
     t->w = t->h = 0;
 }
 
-/* w*h*3 floats plus XNN_EXTRA_BYTES, which are zeroed so that XNNPACK's over-reads see defined bytes
- * (and memory checkers stay quiet). */
+/* w*h*3 floats. */
 static float *tensor_alloc(uint32_t w, uint32_t h)
 {
     size_t n = (size_t)w * h * 3;
-    if (n > (SIZE_MAX - XNN_EXTRA_BYTES) / sizeof(float))
+    if (n > SIZE_MAX / sizeof(float))
         return NULL;
-    float *t = malloc(n * sizeof(float) + XNN_EXTRA_BYTES);
-    if (t)
-        memset((char *)(t + n), 0, XNN_EXTRA_BYTES);
-    return t;
+    return malloc(n * sizeof(float));
 }
 
 /* ---- Pillow's resampling coefficients ---------------------------------------------------------- */

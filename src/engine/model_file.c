@@ -211,7 +211,7 @@ static int parse_conv(parser *p, json_t *l, model_layer *L, const char *where)
     if (depthwise && (L->groups != L->in_channels || L->out_channels != L->in_channels))
         return imgcls_fail(p->eb, IMGCLS_ECORRUPT, "%s: only groups = 1 or depthwise convolutions are supported",
                            where);
-    /* OHWI for a plain convolution, 1HWC for a depthwise one: what XNNPACK takes as is. */
+    /* OHWI for a plain convolution, 1HWC for a depthwise one: the file's layouts (docs/weight-format.md). */
     size_t wdims[4] = {depthwise ? 1 : L->out_channels, L->kernel[0], L->kernel[1], L->in_channels};
     size_t bdims[1] = {L->out_channels};
     if ((rc = check_shape(L->weight, 4, wdims, "weight", where, p->eb)) ||

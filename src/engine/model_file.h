@@ -1,7 +1,7 @@
 /* The weight file (docs/weight-format.md): a network's graph and tensors in one file.
  *
  * model_file_open maps the file read-only; tensor pointers point into the mapping, so the weights are
- * never copied (XNNPACK packs them once, when the runtime is built). model_file_parse is the pure part
+ * never copied (oneDNN reorders them once, when the network is built). model_file_parse is the pure part
  * -- bytes in, validated graph out -- so it can be fuzzed. Everything read from the file is checked:
  * a bad file is refused with a message naming the layer and the field, never trusted. */
 #ifndef IMGCLS_ENGINE_MODEL_FILE_H

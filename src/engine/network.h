@@ -1,14 +1,12 @@
-/* The network: a model_file run on one of two runtimes, chosen when it is created.
+/* The network: a model_file run on oneDNN (dnnl_net.h), whose JIT kernels suit whatever ISA the CPU has,
+ * from AVX2 to AMX. This file is the engine's view of it; network.c checks shapes and precisions, and
+ * says why there is no other runtime.
  *
- * - onednn (dnnl_net.h): oneDNN's JIT kernels for whatever ISA the CPU has, from AVX2 to AMX;
- * - native (native_net.h): XNNPACK operators plus our own AVX2+FMA kernels.
- * - auto: the rule in network.c, from the ISA oneDNN reports.
- *
- * Weights are packed (native) or reordered (oneDNN) once, by network_create. What depends on the input
- * shape (batch, height, width) -- each activation's size and place in one arena, and for oneDNN the
- * primitives -- is a plan, built on first use; the network keeps a few (NETWORK_MAX_RUNTIMES), evicted
- * least-recently-used: imagenet mode only ever needs (n, 224, 224); reference mode sees the sizes of the
- * images themselves. A network is used by one thread at a time; its own threads are internal. */
+ * Weights are reordered once, by network_create. What depends on the input shape (batch, height,
+ * width) -- the primitives, each activation's size and place in one arena -- is a plan, built on first
+ * use; the network keeps a few (NETWORK_MAX_PLANS), evicted least-recently-used: imagenet mode only ever
+ * needs (n, 224, 224); reference mode sees the sizes of the images themselves. A network is used by one
+ * thread at a time; its own threads are internal. */
 #ifndef IMGCLS_ENGINE_NETWORK_H
 #define IMGCLS_ENGINE_NETWORK_H
 
@@ -18,30 +16,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NETWORK_MAX_RUNTIMES 4
+#define NETWORK_MAX_PLANS 4
 #define NETWORK_MAX_BATCH 64
-
-typedef enum network_runtime { NETWORK_RUNTIME_AUTO, NETWORK_RUNTIME_ONEDNN, NETWORK_RUNTIME_NATIVE } network_runtime;
-
-/* "auto", "onednn" or "native" -> *out. Returns 0, or IMGCLS_EINVAL for anything else (NULL included). */
-int network_runtime_parse(const char *s, network_runtime *out);
 
 /* The arithmetic the network runs in (docs/engine.md, "Precision"):
  * - fp32: the default, exact (matches ONNX Runtime to about 1e-5);
  * - bf16: bfloat16 activations and weights, fp32 accumulation; only where oneDNN has AMX for it, since
  *   without AMX its bf16 kernels are slower than fp32: elsewhere the network runs fp32 and says so;
  * - int8: u8/s8 activations with the weight file's calibrated scales, s8 weights with one scale per
- *   output channel; the first convolution's input and the classifier stay fp32 (dnnl_net.c).
- * bf16 and int8 need the onednn runtime. */
+ *   output channel; the classifier and the layers the calibration names stay fp32 (dnnl_net.c). */
 typedef enum network_precision { NETWORK_FP32, NETWORK_BF16, NETWORK_INT8 } network_precision;
 
 /* "fp32", "bf16" or "int8" -> *out. Returns 0, or IMGCLS_EINVAL for anything else (NULL included). */
 int network_precision_parse(const char *s, network_precision *out);
 const char *network_precision_name(network_precision p);
 
-/* What a network runs on, for logs and --json: runtime "onednn" or "native"; isa, the ISA oneDNN's JIT
- * uses ("avx2", "avx512_core", ...) or "avx2-native" / "scalar-native" for the native runtime;
- * precision, the one it runs ("fp32", "bf16", "int8": bf16 asked for on a CPU without AMX runs, and
+/* What a network runs on, for logs and --json: runtime "onednn" (the answers' engine string keeps the
+ * field); isa, the ISA oneDNN's JIT uses ("avx2", "avx512_core", ...); precision, the one it runs ("fp32", "bf16", "int8": bf16 asked for on a CPU without AMX runs, and
  * says, "fp32"). The strings are static. */
 typedef struct network_info {
     const char *runtime, *isa, *precision;
@@ -51,14 +42,12 @@ typedef struct network_info {
 typedef struct network network;
 
 /* Prepares to run m (which must outlive the network) on `threads` threads (1 = the caller's thread
- * only) with runtime rt in precision prec: creates every layer's operator or primitive and packs its
- * weights. With onednn or auto, an fp32 graph that oneDNN refuses runs whole on the native runtime
- * instead, and the reason is logged (log_event, "engine"); so does bf16 on a CPU without AMX, which
- * runs fp32. Returns 0; IMGCLS_EINVAL for int8 or bf16 on the native runtime, or int8 with a weight
- * file that carries no calibration (both permanent: a configuration error); IMGCLS_EBACKEND if no
- * runtime can start on this CPU or refuses a layer; or IMGCLS_ENOMEM. */
-int network_create(const model_file *m, unsigned threads, network_runtime rt, network_precision prec,
-                   network **out, imgcls_errbuf *eb);
+ * only) in precision prec: creates every layer's primitive and reorders its weights. bf16 on a CPU
+ * without AMX runs fp32, and says so (log_event, "engine"). Returns 0; IMGCLS_EINVAL for int8 with a
+ * weight file that carries no calibration (permanent: a configuration error); IMGCLS_EBACKEND if
+ * oneDNN cannot start on this CPU or refuses a layer (eb names it); or IMGCLS_ENOMEM. */
+int network_create(const model_file *m, unsigned threads, network_precision prec, network **out,
+                   imgcls_errbuf *eb);
 void network_destroy(network *n); /* accepts NULL */
 
 void network_get_info(const network *n, network_info *out);
@@ -67,7 +56,7 @@ void network_get_info(const network *n, network_info *out);
 int network_prepare(network *n, size_t batch, uint32_t h, uint32_t w, imgcls_errbuf *eb);
 
 /* The bytes of activations and scratch a plan for this shape allocates, worked out without allocating
- * them (the engine's memory limit; an estimate on oneDNN, dnnl_net.h). Returns 0, or IMGCLS_EINVAL for
+ * them (the engine's memory limit; an estimate, dnnl_net.h). Returns 0, or IMGCLS_EINVAL for
  * a shape the network cannot take. */
 int network_plan_bytes(const network *n, size_t batch, uint32_t h, uint32_t w, size_t *bytes, imgcls_errbuf *eb);
 
@@ -75,8 +64,7 @@ int network_plan_bytes(const network *n, size_t batch, uint32_t h, uint32_t w, s
  * after it has been answered. */
 void network_trim(network *n, size_t max_bytes);
 
-/* Runs a batch: input is batch x h x w x 3 floats (NHWC) with XNN_EXTRA_BYTES of slack after it;
- * logits receives batch x num_classes floats. Returns 0, IMGCLS_EINVAL for a shape the network
+/* Runs a batch: input is batch x h x w x 3 floats (NHWC); logits receives batch x num_classes floats. Returns 0, IMGCLS_EINVAL for a shape the network
  * cannot take (batch 0 or > NETWORK_MAX_BATCH, a side under 32), IMGCLS_ENOMEM (a new shape's
  * activations), or IMGCLS_EBACKEND. */
 int network_run(network *n, const float *input, size_t batch, uint32_t h, uint32_t w, float *logits,

@@ -26,7 +26,7 @@
 #define CLAIM_SWEEP_PERIOD_S 3600
 
 typedef struct worker_opts {
-    const char *queue_url, *in_url, *out_url, *model, *preprocess, *fleet_url, *runtime, *precision;
+    const char *queue_url, *in_url, *out_url, *model, *preprocess, *fleet_url, *precision;
     unsigned long batch, visibility, threads, wait_ms, max_image_mb, max_batch_s, claim_ttl;
 } worker_opts;
 
@@ -101,9 +101,6 @@ static size_t options(worker_opts *o, config_opt *t)
          43200, &o->max_batch_s},
         {"threads", CONFIG_UINT, "1", "threads for the network (the fleet scales by processes)", 1, 64,
          &o->threads},
-        {"runtime", CONFIG_STR, "auto",
-         "network runtime: onednn, native, or auto (the faster one measured: oneDNN; docs/engine.md)", 0, 0,
-         &o->runtime},
         {"precision", CONFIG_STR, "fp32", ENGINE_PRECISION_HELP, 0, 0, &o->precision},
         {"wait-ms", CONFIG_UINT, "1000", "long-poll wait per receive, in ms (also bounds the exit delay)", 0,
          20000, &o->wait_ms},
@@ -422,8 +419,6 @@ static int worker_open(worker *w, imgcls_errbuf *eb)
     int rc = preprocess_mode_parse(w->o.preprocess, &cfg.mode);
     if (rc)
         return imgcls_fail(eb, rc, "--preprocess must be imagenet or reference");
-    if ((rc = network_runtime_parse(w->o.runtime, &cfg.runtime)))
-        return imgcls_fail(eb, rc, "--runtime must be auto, onednn or native, not '%s'", w->o.runtime);
     if ((rc = network_precision_parse(w->o.precision, &cfg.precision)))
         return imgcls_fail(eb, rc, "--precision must be fp32, bf16 or int8, not '%s'", w->o.precision);
     if ((rc = engine_open(&cfg, &w->eng, eb)) || (rc = engine_warm_up(w->eng, eb)) ||

@@ -2,7 +2,7 @@
 
 The reference graph is built by tools/model/onnx_ref.py from the *unfolded* layers of the same
 weights (Conv + BatchNormalization in NCHW), so a match checks the BatchNorm folding, the NHWC weight
-layouts, the weight file and the execution all at once, on each network runtime (oneDNN and native). Inputs go to both sides byte for
+layouts, the weight file and the execution (oneDNN, fp32) all at once. Inputs go to both sides byte for
 byte: random tensors, and the C preprocessing's own output for the real photos.
 """
 
@@ -25,9 +25,9 @@ import onnx_ref  # noqa: E402
 import pth_reader  # noqa: E402
 from random_nets import random_resnet  # noqa: E402
 
-# Logits are O(10); float32 summation order differs between the engines (and XNNPACK folds BN
-# before summing), so agreement to 1e-3 absolute is "the same network", while any layout or folding
-# mistake shows up as O(1) differences.
+# Logits are O(10); float32 summation order differs between the engines (and the engine's weights have
+# BN folded in before summing), so agreement to 1e-3 absolute is "the same network", while any layout or
+# folding mistake shows up as O(1) differences.
 ATOL = 2e-3
 
 
@@ -42,10 +42,10 @@ def mnv2_reference():
     return _onnx_session("mobilenet_v2", WEIGHTS)
 
 
-@pytest.fixture(params=["onednn", "native"])
-def engine_dump(request, engine_dump):
-    """Every comparison runs on both network runtimes, to the same tolerance: the tool and its flag."""
-    return [engine_dump, "--runtime", request.param]
+@pytest.fixture
+def engine_dump(engine_dump):
+    """The tool as a command line (the fp32 default)."""
+    return [engine_dump]
 
 
 def _ort_logits(session, nhwc: np.ndarray) -> np.ndarray:

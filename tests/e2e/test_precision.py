@@ -79,14 +79,9 @@ def test_precision_from_the_environment(imgcls, photos):
     assert json.loads(r.stdout)["engine"]["precision"] == "int8"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--precision", "fp16"], "--precision must be fp32, bf16 or int8, not 'fp16'"),
-    (["--precision", "int8", "--runtime", "native"], "precision int8 needs the onednn runtime"),
-    (["--precision", "bf16", "--runtime", "native"], "precision bf16 needs the onednn runtime"),
-])
-def test_impossible_precisions_are_clear_errors(imgcls, photos, args, message):
-    r = classify(imgcls, *args, photos["dog"][0])
-    assert r.returncode == 2 and message in r.stderr and not r.stdout
+def test_an_unknown_precision_is_a_clear_error(imgcls, photos):
+    r = classify(imgcls, "--precision", "fp16", photos["dog"][0])
+    assert r.returncode == 2 and "--precision must be fp32, bf16 or int8, not 'fp16'" in r.stderr and not r.stdout
 
 
 def test_int8_without_calibration_is_a_clear_error_and_fp32_still_runs(imgcls, model, photos, tmp_path):

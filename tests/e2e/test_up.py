@@ -91,16 +91,17 @@ def test_ready_is_logged_only_once_healthz_answers(up_factory):
     assert started_web < u.log().index("comp=up event=ready ")
 
 
-def test_runtime_reaches_the_workers(up_factory):
-    u = up_factory("--runtime", "native", workers=1)
+def test_precision_reaches_the_workers(up_factory):
+    u = up_factory("--precision", "int8", workers=1)
     u.wait_ready()
-    u.wait_log(r"comp=worker event=started name=[^ ]* batch=\d+ threads=1 runtime=native isa=", timeout=120)
+    u.wait_log(r"comp=worker event=started name=[^ ]* batch=\d+ threads=1 runtime=onednn isa=\S+ precision=int8",
+               timeout=120)
 
 
-def test_bad_runtime_is_refused_before_anything_starts(imgcls, tmp_path):
-    r = subprocess.run([str(imgcls), "up", "--runtime", "cuda", "--data-dir", str(tmp_path / "d")],
+def test_bad_precision_is_refused_before_anything_starts(imgcls, tmp_path):
+    r = subprocess.run([str(imgcls), "up", "--precision", "fp64", "--data-dir", str(tmp_path / "d")],
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "--runtime must be auto, onednn or native, not 'cuda'" in r.stderr
+    assert r.returncode == 2 and "--precision must be fp32, bf16 or int8, not 'fp64'" in r.stderr
     assert "event=started" not in r.stderr
 
 

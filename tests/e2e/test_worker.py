@@ -61,15 +61,13 @@ def test_a_long_batch_stays_invisible(stack, tmp_path):
     assert stack.metric("imgcls_http_responses_unmatched_total") == 0
 
 
-@pytest.mark.parametrize("runtime", ["onednn", "native"])
-def test_start_up_line_says_what_the_engine_runs_on(stack, runtime):
+def test_start_up_line_says_what_the_engine_runs_on(stack):
     # One network thread, the fleet's default: this file also runs under TSan (tests/tsan/run.sh), where
     # an OpenMP team of libgomp's (not instrumented) could not be checked.
-    w = stack.worker("--runtime", runtime, "--threads", "1")
+    w = stack.worker("--threads", "1")
     wait_for(lambda: "event=started" in stack.log(w), what="the worker's start-up line")
     line = next(ln for ln in stack.log(w).splitlines() if "event=started" in ln)
-    assert f"runtime={runtime}" in line and "threads=1" in line and "precision=fp32" in line
-    assert ("isa=avx2-native" in line or "isa=scalar-native" in line) if runtime == "native" else "isa=avx" in line
+    assert "runtime=onednn" in line and "threads=1" in line and "precision=fp32" in line and "isa=avx" in line
 
 
 def test_start_up_line_says_int8_when_asked(stack):
@@ -79,7 +77,7 @@ def test_start_up_line_says_int8_when_asked(stack):
     assert "runtime=onednn" in line and "precision=int8" in line
 
 
-def test_bad_runtime_stops_the_worker_with_a_reason(stack):
-    w = stack.worker("--runtime", "tpu")
+def test_bad_precision_stops_the_worker_with_a_reason(stack):
+    w = stack.worker("--precision", "fp8")
     assert w.wait(timeout=30) != 0
-    assert "--runtime must be auto, onednn or native, not 'tpu'" in stack.log(w)
+    assert "--precision must be fp32, bf16 or int8, not 'fp8'" in stack.log(w)

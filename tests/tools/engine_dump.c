@@ -12,10 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xnnpack.h>
 
 typedef struct dump_opts {
-    const char *model, *tensor, *image, *preprocess, *tensor_out, *logits, *runtime, *precision;
+    const char *model, *tensor, *image, *preprocess, *tensor_out, *logits, *precision;
     unsigned long batch, height, width, threads;
 } dump_opts;
 
@@ -59,7 +58,7 @@ static int from_tensor(const dump_opts *o, float **x, imgcls_errbuf *eb)
     int rc = buf_read_file(&b, o->tensor, n * sizeof(float));
     if (!rc && b.len != n * sizeof(float))
         rc = imgcls_fail(eb, IMGCLS_EINVAL, "tensor file holds %zu bytes, want %zu", b.len, n * sizeof(float));
-    if (!rc && !(*x = malloc(b.len + XNN_EXTRA_BYTES)))
+    if (!rc && !(*x = malloc(b.len)))
         rc = IMGCLS_ENOMEM;
     if (!rc)
         memcpy(*x, b.data, b.len);
@@ -81,7 +80,6 @@ int main(int argc, char **argv)
         {"height", CONFIG_UINT, "224", "height of --tensor", 1, 4096, &o.height},
         {"width", CONFIG_UINT, "224", "width of --tensor", 1, 4096, &o.width},
         {"threads", CONFIG_UINT, "1", "threads", 1, 64, &o.threads},
-        {"runtime", CONFIG_STR, "auto", "auto, onednn or native", 0, 0, &o.runtime},
         {"precision", CONFIG_STR, "fp32", "fp32, bf16 or int8", 0, 0, &o.precision},
     };
     config_args args;
@@ -95,8 +93,6 @@ int main(int argc, char **argv)
         rc = imgcls_fail(&eb, IMGCLS_EINVAL, "need --logits and exactly one of --tensor, --image");
     cfg.model_path = o.model;
     cfg.threads = (unsigned)o.threads;
-    if (!rc && network_runtime_parse(o.runtime, &cfg.runtime))
-        rc = imgcls_fail(&eb, IMGCLS_EINVAL, "--runtime must be auto, onednn or native");
     if (!rc && network_precision_parse(o.precision, &cfg.precision))
         rc = imgcls_fail(&eb, IMGCLS_EINVAL, "--precision must be fp32, bf16 or int8");
     if (!rc)

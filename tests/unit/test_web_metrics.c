@@ -81,12 +81,12 @@ static void test_answers_by_engine(void **state)
     web_gauges g = {false, {0, 0}, 0, true};
     web_metrics_engine(m, "onednn/avx2/fp32/1");
     web_metrics_engine(m, "onednn/avx2/fp32/1");
-    web_metrics_engine(m, "native/avx2-native/fp32/1");
+    web_metrics_engine(m, "onednn/avx512_core_amx/int8/1");
     web_metrics_engine(m, ""); /* an answer that did not say */
     const char *s = render(m, &g, &out);
     assert_non_null(strstr(s, "# TYPE imgcls_answers_by_engine_total counter\n"));
     assert_non_null(strstr(s, "imgcls_answers_by_engine_total{engine=\"onednn/avx2/fp32/1\"} 2\n"));
-    assert_non_null(strstr(s, "imgcls_answers_by_engine_total{engine=\"native/avx2-native/fp32/1\"} 1\n"));
+    assert_non_null(strstr(s, "imgcls_answers_by_engine_total{engine=\"onednn/avx512_core_amx/int8/1\"} 1\n"));
     assert_null(strstr(s, "engine=\"other\""));
     for (int i = 0; i < 20; i++) {
         char e[32];
