@@ -155,8 +155,9 @@ def bench_network(build: Path, iters: int, rounds: int) -> list[dict]:
                                  "imgcls_ms": median(c[prec, name]), "other": "ONNX Runtime int8 (QDQ, per channel)",
                                  "other_ms": median(oq)})
             if not amx:
+                why = f"bf16 needs AMX; this CPU's oneDNN ISA is {isa['fp32', 'oneDNN']}"
                 rows.append({"row": f"network bf16, {threads} thread(s)", "imgcls": "skipped", "other": "",
-                             "other_v": "", "ratio": f"bf16 needs AMX; this CPU's oneDNN ISA is {isa['fp32', 'oneDNN']}"})
+                             "other_v": "", "ratio": why})
     return rows
 
 
@@ -283,7 +284,8 @@ def engine_throughput(build: Path, procs: int, iters: int, precision: str) -> tu
     outs = [json.loads(p.communicate()[0]) for p in ps]
     n = len(PHOTOS)
     per_pass = [median([statistics.mean(o["ms"][i:i + n]) for i in range(0, len(o["ms"]), n)]) for o in outs]
-    return sum(1000.0 / m for m in per_pass), median([median(o["ms"]) for o in outs]), median([o["cpu_ms"] for o in outs])
+    return (sum(1000.0 / m for m in per_pass), median([median(o["ms"]) for o in outs]),
+            median([o["cpu_ms"] for o in outs]))
 
 
 def start_up(build: Path, data: Path, precision: str = "fp32") -> tuple[subprocess.Popen, str]:

@@ -15,7 +15,8 @@
 
 #define ENGINE_MAX_TOP 10
 /* The --precision option's help, the same for every command that runs the network. */
-#define ENGINE_PRECISION_HELP "network precision: fp32, bf16 (needs AMX; elsewhere runs fp32 and says so) or int8 (docs/engine.md)"
+#define ENGINE_PRECISION_HELP                                                                             \
+    "network precision: fp32, bf16 (needs AMX; elsewhere runs fp32 and says so) or int8 (docs/engine.md)"
 
 typedef struct engine_config {
     const char *model_path; /* NULL: engine_default_model_path() */

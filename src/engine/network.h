@@ -32,8 +32,9 @@ int network_precision_parse(const char *s, network_precision *out);
 const char *network_precision_name(network_precision p);
 
 /* What a network runs on, for logs and --json: runtime "onednn" (the answers' engine string keeps the
- * field); isa, the ISA oneDNN's JIT uses ("avx2", "avx512_core", ...); precision, the one it runs ("fp32", "bf16", "int8": bf16 asked for on a CPU without AMX runs, and
- * says, "fp32"). The strings are static. */
+ * field); isa, the ISA oneDNN's JIT uses ("avx2", "avx512_core", ...); precision, the one it runs
+ * ("fp32", "bf16", "int8": bf16 asked for on a CPU without AMX runs, and says, "fp32"). The strings are
+ * static. */
 typedef struct network_info {
     const char *runtime, *isa, *precision;
     unsigned threads;
@@ -64,9 +65,9 @@ int network_plan_bytes(const network *n, size_t batch, uint32_t h, uint32_t w, s
  * after it has been answered. */
 void network_trim(network *n, size_t max_bytes);
 
-/* Runs a batch: input is batch x h x w x 3 floats (NHWC); logits receives batch x num_classes floats. Returns 0, IMGCLS_EINVAL for a shape the network
- * cannot take (batch 0 or > NETWORK_MAX_BATCH, a side under 32), IMGCLS_ENOMEM (a new shape's
- * activations), or IMGCLS_EBACKEND. */
+/* Runs a batch: input is batch x h x w x 3 floats (NHWC); logits receives batch x num_classes floats.
+ * Returns 0, IMGCLS_EINVAL for a shape the network cannot take (batch 0 or > NETWORK_MAX_BATCH, a side
+ * under 32), IMGCLS_ENOMEM (a new shape's activations), or IMGCLS_EBACKEND. */
 int network_run(network *n, const float *input, size_t batch, uint32_t h, uint32_t w, float *logits,
                 imgcls_errbuf *eb);
 
