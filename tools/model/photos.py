@@ -53,7 +53,10 @@ def held_out_photos() -> list[Path]:
     """The held-out packages' photographs that are installed, sorted (dpkg says which files are whose)."""
     found: set[Path] = set()
     for package, pattern in _HELD_OUT:
-        r = subprocess.run(["dpkg-query", "-L", package], capture_output=True, text=True)
+        try:
+            r = subprocess.run(["dpkg-query", "-L", package], capture_output=True, text=True)
+        except FileNotFoundError:  # not Debian: no package says which photos are its
+            return []
         if r.returncode == 0:
             found.update(Path(f) for f in r.stdout.splitlines() if pattern.match(f) and Path(f).is_file())
     return sorted(found)
