@@ -107,8 +107,9 @@ def fp32_layers(header) -> list[int]:
     return convs[:2]
 
 
-def calibrate(imgw_path) -> dict:
-    cal = photos.calibration_photos()
+def calibrate(imgw_path, photo_paths: list[Path] | None = None) -> dict:
+    """Calibrates on photo_paths, by default every calibration photo."""
+    cal = photos.calibration_photos() if photo_paths is None else photo_paths
     if not cal:
         raise convert.ConvertError("no calibration photos found (scikit-image and matplotlib ship them)")
     photos.check_disjoint(cal, photos.held_out_photos())
