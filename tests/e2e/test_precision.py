@@ -133,14 +133,19 @@ def test_bf16_with_amx_runs_bf16(imgcls):
     assert engine(imgcls, "bf16")["precision"] == "bf16"
 
 
-def test_int8_on_a_resnet(engine_dump, tmp_path, photos):
-    """ResNet's paths MobileNetV2 lacks: int8 max pooling, and a residual sum with a ReLU after it."""
+@pytest.mark.parametrize("all_int8", [False, True], ids=["as-calibrated", "every-layer-int8"])
+def test_int8_on_a_resnet(engine_dump, tmp_path, photos, all_int8):
+    """ResNet's paths MobileNetV2 lacks. As calibrated (stem and first convolution fp32): the first
+    block's add, whose residual is fp32, runs on its own; later blocks' residual sums with a ReLU after
+    them are fused in int8. With every layer int8: the network input quantized, and int8 max pooling."""
     pth, imgw = tmp_path / "r18.pth", tmp_path / "r18.imgw"
     pth_reader.write_pth(pth, random_resnet("resnet18", seed=7))
     layers = convert.load_layers("resnet18", pth_reader.read_pth(pth))
     convert.write_imgw(imgw, convert.fold(layers), [f"class {i}" for i in range(1000)],
                        {"arch": "resnet18", "source": {"file": pth.name, "sha256": "0" * 64}})
-    calibrate.calibrate(imgw, photo_sets.calibration_photos()[:4])  # a few: the int8 paths are the point
+    cal = calibrate.calibrate(imgw, photo_sets.calibration_photos()[:4])  # a few: the int8 paths are the point
+    if all_int8:
+        calibrate.write_calibration(imgw, {**cal, "fp32_layers": []})
     fp32, int8 = (dump_logits(engine_dump, imgw, photos["dog"][0], p, tmp_path) for p in ("fp32", "int8"))
     assert not np.array_equal(fp32, int8)
     assert cosine(fp32, int8) > 0.9
