@@ -167,16 +167,18 @@ def test_the_model_was_calibrated_on_the_calibration_photos_only(model):
 
 
 # Measured on an AMD EPYC (Zen 3, AVX2, no VNNI), 34 held-out photos: int8 agrees with fp32 on top-1
-# for 88% (imagenet) and 50% (reference), top-5 overlap 85% and 66%; the targets (97%, 95%) are
-# not met there (docs/engine.md, "Precision"). These floors catch a broken int8 (which agrees on almost
-# nothing), not a slightly noisier one.
+# for 88% (imagenet) and 50% (reference), top-5 overlap 85% and 66% (make bench, photos at most 1024
+# pixels); the targets (97%, 95%) are not met there (docs/engine.md, "Precision"). These floors
+# catch a broken int8 (which agrees on almost nothing), not a slightly noisier one. The tests shrink
+# the photos to 512 pixels, which makes reference mode 4x cheaper (there: 85% / 86%, 47% / 72%).
+TEST_MAX_SIDE = 512
 INT8_FLOORS = {"imagenet": (0.75, 0.75), "reference": (0.35, 0.5)}
 BF16_FLOORS = {"imagenet": (0.99, 0.95), "reference": (0.99, 0.95)}
 
 
 @pytest.mark.slow
 def test_int8_agrees_with_fp32_on_held_out_photos(imgcls, model):
-    for r in accuracy.measure(imgcls, model, "int8"):
+    for r in accuracy.measure(imgcls, model, "int8", TEST_MAX_SIDE):
         top1, top5 = INT8_FLOORS[r["mode"]]
         assert r["photos"] >= photo_sets.MIN_HELD_OUT
         assert r["top1"] >= top1 and r["top5"] >= top5, r
@@ -186,6 +188,6 @@ def test_int8_agrees_with_fp32_on_held_out_photos(imgcls, model):
 def test_bf16_agrees_with_fp32_on_held_out_photos(imgcls, model):
     if not has_amx(imgcls):
         pytest.skip("bf16 needs AMX (avx512_core_amx), which this CPU does not have")
-    for r in accuracy.measure(imgcls, model, "bf16"):
+    for r in accuracy.measure(imgcls, model, "bf16", TEST_MAX_SIDE):
         top1, top5 = BF16_FLOORS[r["mode"]]
         assert r["top1"] >= top1 and r["top5"] >= top5, r

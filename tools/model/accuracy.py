@@ -26,11 +26,11 @@ MAX_SIDE = 1024
 MODES = ("imagenet", "reference")
 
 
-def prepare(paths: list[Path], folder: Path) -> list[Path]:
+def prepare(paths: list[Path], folder: Path, max_side: int = MAX_SIDE) -> list[Path]:
     out = []
     for i, p in enumerate(paths):
         img = photos.load_rgb(p)
-        img.thumbnail((MAX_SIDE, MAX_SIDE))
+        img.thumbnail((max_side, max_side))
         dst = folder / f"{i:02d}-{p.stem}.png"
         img.save(dst)
         out.append(dst)
@@ -61,10 +61,10 @@ def agreement(imgcls: Path, model: Path, files: list[Path], precision: str, mode
             "differ": sorted(f for f in ref if ref[f][0] != low[f][0])}
 
 
-def measure(imgcls: Path, model: Path, precision: str) -> list[dict]:
+def measure(imgcls: Path, model: Path, precision: str, max_side: int = MAX_SIDE) -> list[dict]:
     held = photos.held_out_photos()
     with tempfile.TemporaryDirectory() as d:
-        files = prepare(held, Path(d))
+        files = prepare(held, Path(d), max_side)
         return [agreement(imgcls, model, files, precision, mode) for mode in MODES]
 
 
