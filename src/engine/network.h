@@ -23,7 +23,7 @@
  * - fp32: the default, exact (matches ONNX Runtime to about 1e-5);
  * - bf16: bfloat16 activations and weights, fp32 accumulation; only where oneDNN has AMX for it, since
  *   without AMX its bf16 kernels are slower than fp32: elsewhere the network runs fp32 and says so;
- * - int8: u8/s8 activations with the weight file's calibrated scales, s8 weights with one scale per
+ * - int8: u8 activations (scale and zero point from the weight file's calibration), s8 weights, one scale per
  *   output channel; the classifier and the layers the calibration names stay fp32 (dnnl_net.c). */
 typedef enum network_precision { NETWORK_FP32, NETWORK_BF16, NETWORK_INT8 } network_precision;
 

@@ -13,9 +13,7 @@ The held-out photos the accuracy checks use are never read here.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import struct
 import sys
 from pathlib import Path
 
@@ -79,22 +77,13 @@ def value_ranges(imgw_path, photo_paths) -> list[list[float]]:
 def write_calibration(imgw_path, calibration: dict | None) -> None:
     """Rewrites the file with header["calibration"] set (None: removed); the tensors keep their offsets
     (they are relative to the data start, which moves with the header's length)."""
-    raw = Path(imgw_path).read_bytes()
-    _, hlen = struct.unpack_from("<II", raw, 8)
-    header = json.loads(raw[16:16 + hlen].decode("utf-8"))
-    data = raw[convert.align(16 + hlen):]
+    imgw = convert.read_imgw(imgw_path)  # checks the framing
+    header = imgw["header"]
+    data = Path(imgw_path).read_bytes()[imgw["data_start"]:]
     header.pop("calibration", None)
     if calibration is not None:
         header["calibration"] = calibration
-    hjson = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    if len(hjson) > convert.MAX_HEADER:
-        raise convert.ConvertError(f"header is {len(hjson)} bytes, the format allows {convert.MAX_HEADER}")
-    tmp = f"{imgw_path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(convert.MAGIC + struct.pack("<II", convert.FORMAT_VERSION, len(hjson)) + hjson)
-        f.write(b"\0" * (convert.align(16 + len(hjson)) - f.tell()))
-        f.write(data)
-    os.replace(tmp, imgw_path)
+    convert.write_framed(imgw_path, header, [(0, data)])
 
 
 def fp32_layers(header) -> list[int]:

@@ -360,6 +360,12 @@ def write_imgw(path, folded: list[dict[str, Any]], labels: list[str], meta: dict
     ``meta``: {"arch": str, "source": {"file": str, "sha256": str}}.
     """
     header, arrays = build_header(folded, labels, meta)
+    write_framed(path, header, [(entry["offset"], a.tobytes()) for entry, a in zip(header["tensors"], arrays)])
+
+
+def write_framed(path, header: dict[str, Any], chunks: list[tuple[int, bytes]]) -> None:
+    """The file's framing (magic, version, header, data), atomically (tmp + rename); ``chunks`` are
+    (offset from the data start, bytes), in order, each offset past the previous chunk's end."""
     hjson = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     if len(hjson) > MAX_HEADER:
         raise ConvertError(f"header is {len(hjson)} bytes, the format allows {MAX_HEADER}")
@@ -367,9 +373,9 @@ def write_imgw(path, folded: list[dict[str, Any]], labels: list[str], meta: dict
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as f:
         f.write(MAGIC + struct.pack("<II", FORMAT_VERSION, len(hjson)) + hjson)
-        for entry, a in zip(header["tensors"], arrays):
-            f.write(b"\0" * (data_start + entry["offset"] - f.tell()))  # alignment padding
-            f.write(a.tobytes())
+        for offset, data in chunks:
+            f.write(b"\0" * (data_start + offset - f.tell()))  # alignment padding
+            f.write(data)
     os.replace(tmp, path)
 
 
