@@ -18,12 +18,12 @@
  * channel counts and the ISA, not the image size, so it is taken (a plan whose primitive refuses it
  * fails with IMGCLS_EBACKEND rather than keep a second copy of the weights).
  *
- * Precision (network.h): assign_types gives each value a type -- f32, bf16, or u8 with a scale and a zero
- * point from the weight file's calibrated range -- and each convolution its weight type; a consumer that
- * wants another type or scale than its input's gets a reorder that converts (as_md). int8 weights are
+ * Precision (network.h): assign_types gives each value a type -- f32, bf16, or u8 or s8 with a scale
+ * from the weight file's calibrated range -- and each convolution its weight type; a consumer that wants
+ * another type or scale than its input's gets a reorder that converts (as_md). int8 weights are
  * quantized per output channel by the weight reorder (its output scales), the bias is rescaled to the
- * accumulator's units, and the output scales, zero points and the residual sum's scale go into the
- * convolution's attribute.
+ * accumulator's units, and the output scales and the residual sum's scale go into the convolution's
+ * attribute.
  *
  * Threads: Debian builds oneDNN with OpenMP (libgomp). The thread count is an OpenMP ICV of the calling
  * thread, so it is set before every run (a worker's engine may be created on one thread and run on
@@ -80,25 +80,12 @@ typedef struct dnet_plan {
     size_t bytes;
 } dnet_plan;
 
-/* How stored numbers map to real ones: real = scale x (stored - zp). {1, 0} unless u8. */
-typedef struct dnet_q {
-    float scale;
-    int32_t zp;
-} dnet_q;
-
-static const dnet_q Q_REAL = {1.0f, 0};
-
-static int q_equal(dnet_q a, dnet_q b)
-{
-    return a.scale == b.scale && a.zp == b.zp;
-}
-
-/* A value's types. dt and q: how it is stored. int8 only: qdt and qq, its u8 form from the calibrated
- * range, which an int8 convolution reads it as (the same as dt and q when an int8 convolution wrote
- * it). */
+/* A value's types. dt and scale: how it is stored (real = scale x stored; 1 unless u8 or s8). int8 only:
+ * qdt and qscale, its int8 form from the calibrated range, which an int8 convolution reads it as (the
+ * same as dt and scale when an int8 convolution wrote it). */
 typedef struct dnet_value {
     dnnl_data_type_t dt, qdt;
-    dnet_q q, qq;
+    float scale, qscale;
 } dnet_value;
 
 typedef struct dnet_layer {
@@ -256,30 +243,20 @@ static dnnl_memory_desc_t md_typed(const dnnl_memory_desc_t *md, dnnl_data_type_
     return r;
 }
 
-/* Zero points (stored = real / scale + zp) for an argument, when not 0. */
-static int set_zp(dnnl_primitive_attr_t attr, int arg, int32_t zp)
+/* A reorder's attribute from scale `from` to scale `to`: dst = from / to x src. */
+static dnnl_primitive_attr_t convert_attr(float from, float to)
 {
-    return zp && dnnl_primitive_attr_set_zero_points(attr, arg, 1, 0, &zp) != dnnl_success;
+    float ratio = from / to;
+    return scales_attr(1, 0, &ratio);
 }
 
-/* A reorder's attribute from `from` to `to`: dst = from.scale / to.scale x (src - from.zp) + to.zp. */
-static dnnl_primitive_attr_t convert_attr(dnet_q from, dnet_q to)
-{
-    float ratio = from.scale / to.scale;
-    dnnl_primitive_attr_t attr = scales_attr(1, 0, &ratio);
-    if (attr && (set_zp(attr, DNNL_ARG_SRC, from.zp) || set_zp(attr, DNNL_ARG_DST, to.zp))) {
-        dnnl_primitive_attr_destroy(attr);
-        return NULL;
-    }
-    return attr;
-}
-
-/* Makes buffer `src`, whose contents mean real numbers by `from`, readable as md meaning them by `to`:
- * itself, or a reorder step (converting the type and the scale) into a temporary that dies at `layer`. */
-static int as_md(builder *b, size_t layer, size_t src, dnet_q from, const dnnl_memory_desc_t *md, dnet_q to,
+/* Makes buffer `src`, whose contents mean real numbers by scale `from`, readable as md meaning them by
+ * scale `to`: itself, or a reorder step (converting the type and the scale) into a temporary that dies
+ * at `layer`. */
+static int as_md(builder *b, size_t layer, size_t src, float from, const dnnl_memory_desc_t *md, float to,
                  size_t *out)
 {
-    int same = q_equal(from, to);
+    int same = from == to;
     if (dnnl_memory_desc_equal(&b->p->bufs[src].md, md) && same) {
         *out = src;
         return 0;
@@ -310,19 +287,17 @@ static int append_act(dnnl_post_ops_t po, enum model_act act, float dst_scale)
     return 0;
 }
 
-/* What a layer's attribute holds: its activation; a residual sum (dst = conv + sum_scale x (dst -
- * sum_zp)) when sum_scale is not 0; for int8, per-channel output scales and zero points. */
+/* What a layer's attribute holds: its activation; a residual sum (dst = conv + sum_scale x dst) when
+ * sum_scale is not 0; for int8, per-channel output scales. dst_scale: the destination's (1 unless int8). */
 typedef struct attr_spec {
     enum model_act act;
     float sum_scale;
-    int32_t sum_zp;
     const float *oscale; /* NULL: none */
     size_t channels;
-    dnet_q src, dst;
+    float dst_scale;
 } attr_spec;
 
-/* Post-ops apply after the output scales, before the dst zero point: on a u8 destination ReLU6's 6 is
- * 6 / dst scale. */
+/* Post-ops apply after the output scales: on an int8 destination ReLU6's 6 is 6 / dst scale. */
 static dnnl_primitive_attr_t make_attr(const attr_spec *a)
 {
     dnnl_primitive_attr_t attr = NULL;
@@ -331,12 +306,11 @@ static dnnl_primitive_attr_t make_attr(const attr_spec *a)
         return NULL;
     int bad = dnnl_post_ops_create(&po) != dnnl_success;
     if (!bad && a->oscale)
-        bad = dnnl_primitive_attr_set_output_scales(attr, (dnnl_dim_t)a->channels, 1 << 1, a->oscale) != dnnl_success ||
-              set_zp(attr, DNNL_ARG_SRC, a->src.zp) || set_zp(attr, DNNL_ARG_DST, a->dst.zp);
+        bad = dnnl_primitive_attr_set_output_scales(attr, (dnnl_dim_t)a->channels, 1 << 1, a->oscale) != dnnl_success;
     if (!bad && a->sum_scale != 0)
-        bad = dnnl_post_ops_append_sum_v3(po, a->sum_scale, a->sum_zp, dnnl_data_type_undef) != dnnl_success;
+        bad = dnnl_post_ops_append_sum(po, a->sum_scale) != dnnl_success;
     if (!bad)
-        bad = append_act(po, a->act, a->dst.scale) || dnnl_primitive_attr_set_post_ops(attr, po) != dnnl_success;
+        bad = append_act(po, a->act, a->dst_scale) || dnnl_primitive_attr_set_post_ops(attr, po) != dnnl_success;
     dnnl_post_ops_destroy(po);
     if (bad) {
         dnnl_primitive_attr_destroy(attr);
@@ -389,7 +363,7 @@ static int make_weights(builder *b, size_t layer, const_dnnl_primitive_desc_t pd
     if (x->wdt == dnnl_s8) {
         /* stored = weight / wscale, one scale per output channel (dims 0, or g and 1 for depthwise); the
          * bias is added to the accumulator before the output scale (oneDNN 2.x), so in its units */
-        float *inv = malloc(L->out_channels * sizeof *inv), s_in = b->n->vals[L->input[0]].qq.scale;
+        float *inv = malloc(L->out_channels * sizeof *inv), s_in = b->n->vals[L->input[0]].qscale;
         for (size_t o = 0; inv && o < L->out_channels; o++) {
             inv[o] = 1.0f / x->wscale[o];
             ((float *)bias)[o] /= s_in * x->wscale[o];
@@ -436,9 +410,9 @@ static dnnl_data_type_t src_type(const dnnl_net *n, size_t layer)
     return x->wdt == dnnl_s8 ? n->vals[n->m->layers[layer].input[0]].qdt : x->wdt;
 }
 
-static dnet_q src_q(const dnnl_net *n, size_t layer)
+static float src_scale(const dnnl_net *n, size_t layer)
 {
-    return n->layers[layer].wdt == dnnl_s8 ? n->vals[n->m->layers[layer].input[0]].qq : Q_REAL;
+    return n->layers[layer].wdt == dnnl_s8 ? n->vals[n->m->layers[layer].input[0]].qscale : 1.0f;
 }
 
 static int conv_desc(builder *b, size_t layer, const dnnl_memory_desc_t *in, dnnl_primitive_desc_t *pd)
@@ -481,11 +455,9 @@ static int conv_desc(builder *b, size_t layer, const dnnl_memory_desc_t *in, dnn
                                                       &wmd, &bmd, &dmd, st, dil, pl, pr),
            "convolution");
     attr_spec as = {.act = A ? A->act : L->act, .oscale = x->oscale, .channels = L->out_channels,
-                    .src = src_q(b->n, layer), .dst = out->q};
-    if (A) {
-        as.sum_scale = b->n->vals[res].q.scale / out->q.scale;
-        as.sum_zp = b->n->vals[res].q.zp;
-    }
+                    .dst_scale = out->scale};
+    if (A)
+        as.sum_scale = b->n->vals[res].scale / out->scale;
     dnnl_primitive_attr_t attr = make_attr(&as);
     if (!attr)
         return imgcls_fail(b->eb, IMGCLS_EBACKEND, "layer %zu: oneDNN post-ops", layer);
@@ -506,8 +478,8 @@ static int build_conv(builder *b, size_t layer)
     if (!rc)
         rc = make_weights(b, layer, pd);
     if (!rc)
-        rc = as_md(b, layer, in, b->n->vals[L->input[0]].q, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0),
-                   src_q(b->n, layer), &src);
+        rc = as_md(b, layer, in, b->n->vals[L->input[0]].scale, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0),
+                   src_scale(b->n, layer), &src);
     if (!rc && A) {
         dst = b->val_buf[res]; /* in place: the add's output takes over the residual's buffer */
         b->val_buf[A->output] = dst;
@@ -536,14 +508,14 @@ static int build_add(builder *b, size_t layer)
     dnnl_memory_desc_t md0 = md_typed(&b->p->bufs[in0].md, dnnl_f32); /* in fp32, whatever its inputs are */
     if (memcmp(md0.dims, b->p->bufs[in1].md.dims, 4 * sizeof md0.dims[0]))
         return imgcls_fail(b->eb, IMGCLS_EINVAL, "layer %zu: the inputs of add differ in size", layer);
-    int rc = as_md(b, layer, in0, b->n->vals[L->input[0]].q, &md0, Q_REAL, &src0);
+    int rc = as_md(b, layer, in0, b->n->vals[L->input[0]].scale, &md0, 1.0f, &src0);
     if (!rc)
-        rc = as_md(b, layer, in1, b->n->vals[L->input[1]].q, &md0, Q_REAL, &src1);
+        rc = as_md(b, layer, in1, b->n->vals[L->input[1]].scale, &md0, 1.0f, &src1);
     if (rc)
         return rc;
     dnnl_binary_desc_t bd;
     DCHECK(dnnl_binary_desc_init(&bd, dnnl_binary_add, &md0, &md0, &md0), "add");
-    attr_spec as = {.act = L->act, .src = Q_REAL, .dst = Q_REAL};
+    attr_spec as = {.act = L->act, .dst_scale = 1.0f};
     dnnl_primitive_attr_t attr = make_attr(&as);
     if (!attr)
         return imgcls_fail(b->eb, IMGCLS_EBACKEND, "layer %zu: oneDNN post-ops", layer);
@@ -569,7 +541,7 @@ static int build_pool(builder *b, size_t layer)
     int gap = L->op == MODEL_GLOBAL_AVG_POOL;
     if (gap) { /* averages in fp32: an int8 average would round each channel's mean to the input's steps */
         dnnl_memory_desc_t f = md_typed(&b->p->bufs[in].md, dnnl_f32);
-        int rc = as_md(b, layer, in, b->n->vals[L->input[0]].q, &f, Q_REAL, &in);
+        int rc = as_md(b, layer, in, b->n->vals[L->input[0]].scale, &f, 1.0f, &in);
         if (rc)
             return rc;
     }
@@ -592,7 +564,7 @@ static int build_pool(builder *b, size_t layer)
                                           gap ? dnnl_pooling_avg_exclude_padding : dnnl_pooling_max, smd, &dmd, st,
                                           k, pl, pr),
            "pooling");
-    attr_spec as = {.act = L->act, .src = Q_REAL, .dst = Q_REAL};
+    attr_spec as = {.act = L->act, .dst_scale = 1.0f};
     dnnl_primitive_attr_t attr = make_attr(&as);
     if (!attr)
         return imgcls_fail(b->eb, IMGCLS_EBACKEND, "layer %zu: oneDNN post-ops", layer);
@@ -644,9 +616,9 @@ static int build_layers(builder *b)
                            m->num_classes);
     if ((rc = add_buf(b, &umd, (uint32_t)m->nlayers, &p->out_buf)))
         return rc;
-    dnet_q oq = b->n->vals[m->output].q;
-    int real = q_equal(oq, Q_REAL);
-    dnnl_primitive_attr_t attr = real ? NULL : convert_attr(oq, Q_REAL);
+    float oscale = b->n->vals[m->output].scale;
+    int real = oscale == 1.0f;
+    dnnl_primitive_attr_t attr = real ? NULL : convert_attr(oscale, 1.0f);
     if (!real && !attr)
         return IMGCLS_ENOMEM;
     dnnl_primitive_desc_t pd = NULL;
@@ -772,16 +744,19 @@ int dnnl_net_bf16_fast(void)
     return has_isa(dnnl_cpu_isa_avx512_core_amx);
 }
 
-/* A value's int8 form: u8, its calibrated range (widened to hold 0, which padding must represent
- * exactly) mapped onto 0..255, with the zero point where 0 falls (0 after a ReLU). u8 with a zero point
- * rather than s8 for the signed values too: 256 steps over the range are finer than 127 over its
- * larger half (measured, held-out photos, imagenet mode: top-1 agreement with fp32 77% with s8, 88%). */
+/* A value's int8 form, from its calibrated range, with 0 stored as 0 (padding must represent it exactly,
+ * and no zero points are needed): u8 over 0..hi when the range holds no negative number (after a ReLU),
+ * else s8 over -max|x|..max|x|. Not u8 with a zero point for the signed values: on AMX, oneDNN 2.6's
+ * brgemm convolutions take no source zero point, and the older AMX kernels it falls back to ran the
+ * network at 4.1 ms against 2.3-2.7 (make bench, Xeon with AMX); the agreement with fp32 on the held-out
+ * photos was within a photo or three either way (imagenet top-1 88.2% both; reference 61.8% against
+ * 70.6% on AMX, 55.9% against 50.0% capped to AVX2), where bf16 itself disagrees as often. */
 static void int8_form(const model_file *m, uint32_t v, dnet_value *x)
 {
-    float lo = m->ranges[2 * v] < 0 ? m->ranges[2 * v] : 0, hi = m->ranges[2 * v + 1] > 0 ? m->ranges[2 * v + 1] : 0;
-    float scale = hi > lo ? (hi - lo) / 255.0f : 1.0f, zp = nearbyintf(-lo / scale);
-    x->qdt = dnnl_u8;
-    x->qq = (dnet_q){scale, (int32_t)(zp < 0 ? 0 : zp > 255 ? 255 : zp)};
+    float lo = m->ranges[2 * v], hi = m->ranges[2 * v + 1];
+    float top = lo < 0 ? (-lo > hi ? -lo : hi) : hi > 0 ? hi : 0;
+    x->qdt = lo < 0 ? dnnl_s8 : dnnl_u8;
+    x->qscale = top > 0 ? top / (lo < 0 ? 127.0f : 255.0f) : 1.0f;
 }
 
 /* Per output channel of an int8 convolution: wscale from the largest |weight|, and the output scale.
@@ -809,14 +784,14 @@ static int int8_scales(dnnl_net *n, size_t i, float s_out)
             mx = w > mx ? w : -w > mx ? -w : mx;
         }
         x->wscale[o] = mx > 0 ? mx / steps : 1.0f;
-        x->oscale[o] = in->qq.scale * x->wscale[o] / s_out;
+        x->oscale[o] = in->qscale * x->wscale[o] / s_out;
     }
     return 0;
 }
 
 /* Each value's type and each convolution's weight type, for n->prec. fp32: everything f32. bf16 and int8:
  * every convolution in that precision except the one that writes the logits (which stays fp32, so
- * they are not rounded); pooling keeps its input's type (average pooling computes in f32), an add that
+ * they are not rounded) and those the weight file's calibration lists as fp32_layers; pooling keeps its input's type (average pooling computes in f32), an add that
  * no convolution absorbs computes in f32. A residual sum needs the residual stored in the type the
  * convolution writes, or it is not fused. */
 static int assign_types(dnnl_net *n)
@@ -827,7 +802,7 @@ static int assign_types(dnnl_net *n)
     if (!n->vals)
         return IMGCLS_ENOMEM;
     for (uint32_t v = 0; v < m->num_values; v++)
-        n->vals[v] = (dnet_value){.dt = dnnl_f32, .qdt = dnnl_f32, .q = Q_REAL, .qq = Q_REAL};
+        n->vals[v] = (dnet_value){.dt = dnnl_f32, .qdt = dnnl_f32, .scale = 1.0f, .qscale = 1.0f};
     for (uint32_t v = 0; int8 && v < m->num_values; v++)
         int8_form(m, v, &n->vals[v]);
     for (size_t i = 0; i < m->nlayers && !rc; i++) {
@@ -838,7 +813,7 @@ static int assign_types(dnnl_net *n)
             continue;
         if (L->op == MODEL_MAX_POOL2D) {
             out->dt = in->dt;
-            out->q = in->q;
+            out->scale = in->scale;
             continue;
         }
         if (L->op != MODEL_CONV2D && L->op != MODEL_LINEAR)
@@ -847,8 +822,7 @@ static int assign_types(dnnl_net *n)
         const model_layer *A = sum_of(n, i, &res);
         if (A)
             out = &n->vals[A->output];
-        int low = n->prec != NETWORK_FP32 && (A ? A->output : L->output) != m->output &&
-                  !(int8 && L->keep_fp32);
+        int low = n->prec != NETWORK_FP32 && (A ? A->output : L->output) != m->output && !L->keep_fp32;
         dnnl_data_type_t dt = !low ? dnnl_f32 : int8 ? out->qdt : dnnl_bf16;
         if (A && dt != n->vals[res].dt) { /* the add runs on its own, in f32 */
             x->sum = 0;
@@ -858,9 +832,9 @@ static int assign_types(dnnl_net *n)
         }
         x->wdt = !low ? dnnl_f32 : int8 ? dnnl_s8 : dnnl_bf16;
         out->dt = dt;
-        out->q = int8 && low ? out->qq : Q_REAL;
+        out->scale = int8 && low ? out->qscale : 1.0f;
         if (x->wdt == dnnl_s8)
-            rc = int8_scales(n, i, out->q.scale);
+            rc = int8_scales(n, i, out->scale);
     }
     return rc;
 }

@@ -337,7 +337,7 @@ static int parse_graph(parser *p, json_t *hdr)
 
 /* The optional "calibration" object: "ranges", num_values pairs [min, max], finite, min <= max, within
  * MODEL_MAX_RANGE; a ReLU or ReLU6 output's min must not be negative (its int8 form is unsigned).
- * "fp32_layers", optional: the convolutions int8 leaves in fp32, each listed once. */
+ * "fp32_layers", optional: the convolutions bf16 and int8 leave in fp32, each listed once. */
 static int parse_calibration(parser *p, json_t *hdr)
 {
     model_file *m = p->m;

@@ -39,7 +39,7 @@ typedef struct model_layer {
     uint32_t kernel[2], stride[2], dilation[2];
     uint32_t pad[4]; /* top, left, bottom, right */
     const model_tensor *weight, *bias;
-    int keep_fp32; /* int8: the calibration's "fp32_layers" lists this convolution */
+    int keep_fp32; /* bf16, int8: the calibration's "fp32_layers" lists this convolution */
 } model_layer;
 
 typedef struct model_file {

@@ -23,8 +23,9 @@
  * - fp32: the default, exact (matches ONNX Runtime to about 1e-5);
  * - bf16: bfloat16 activations and weights, fp32 accumulation; only where oneDNN has AMX for it, since
  *   without AMX its bf16 kernels are slower than fp32: elsewhere the network runs fp32 and says so;
- * - int8: u8 activations (scale and zero point from the weight file's calibration), s8 weights, one scale per
- *   output channel; the classifier and the layers the calibration names stay fp32 (dnnl_net.c). */
+ * - int8: u8 (after a ReLU) or s8 activations, a scale each from the weight file's calibration, s8
+ *   weights, one scale per output channel.
+ * In both, the classifier and the layers the calibration names (fp32_layers) stay fp32 (dnnl_net.c). */
 typedef enum network_precision { NETWORK_FP32, NETWORK_BF16, NETWORK_INT8 } network_precision;
 
 /* "fp32", "bf16" or "int8" -> *out. Returns 0, or IMGCLS_EINVAL for anything else (NULL included). */
