@@ -791,8 +791,9 @@ static int int8_scales(dnnl_net *n, size_t i, float s_out)
 
 /* Each value's type and each convolution's weight type, for n->prec. fp32: everything f32. bf16 and int8:
  * every convolution in that precision except the one that writes the logits (which stays fp32, so
- * they are not rounded) and those the weight file's calibration lists as fp32_layers; pooling keeps its input's type (average pooling computes in f32), an add that
- * no convolution absorbs computes in f32. A residual sum needs the residual stored in the type the
+ * they are not rounded) and those the weight file's calibration lists as fp32_layers; pooling keeps
+ * its input's type (average pooling computes in f32), an add that no convolution absorbs computes in
+ * f32. A residual sum needs the residual stored in the type the
  * convolution writes, or it is not fused. */
 static int assign_types(dnnl_net *n)
 {
